@@ -1,0 +1,275 @@
+"""reid_nb.calr against hand-built cases, loop references written after the official code, and separable data."""
+import collections
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from reid_nb.calr import (CameraHead, ClusterMemory, agglomerative_labels, camera_entropy_weights, camera_loss,
+                          cluster_centroids, dbscan_labels, dense_distance, density_scores, grad_reverse,
+                          infomap_labels, momentum_update_, pick_pivots, refine_labels, refine_prob, relabel_small,
+                          silhouette)
+from reid_nb.core import BadInputError
+
+
+# ---------------------------------------------------------------- references (loops, as the released code does it)
+def _refine_loop(labels, cams, local, pivots):
+    """The code's refinement loop (r = 1): for each pivot, drop same-camera members outside its local cluster."""
+    out = labels.copy()
+    for k, p in enumerate(pivots):
+        if p < 0: continue
+        for q in np.flatnonzero(labels == k):
+            if cams[q] != cams[p] or q == p: continue
+            if local[p] != -1 and local[q] == local[p]: continue
+            out[q] = -1
+    return out
+
+
+def _scores_loop(nbrs, dists, min_sim):
+    """The code's get_links score: sorted neighbours, skip self, stop at the first one beyond 1 - min_sim."""
+    mean = np.mean(dists); score = np.zeros(len(nbrs))
+    for i in range(len(nbrs)):
+        for j in range(nbrs.shape[1]):
+            if nbrs[i, j] == i: continue
+            if dists[i, j] <= 1 - min_sim: score[i] += 1 / (dists[i, j] + mean)
+            else: break
+    return score
+
+
+def _pivots_loop(labels, scores, rule):
+    """Pivot per cluster: the code's 'last member above the mean' or the highest-scoring member above it."""
+    mean = scores.mean(); out = {}
+    for k in sorted(set(labels) - {-1}):
+        members = [i for i in np.flatnonzero(labels == k) if scores[i] > mean]
+        if not members: out[k] = -1
+        elif rule == "last_above_mean": out[k] = members[-1]
+        else: out[k] = max(members, key=lambda i: (scores[i], i))
+    return np.array([out[k] for k in range(max(out) + 1)])
+
+
+def _knn(X, k):
+    sim = X @ X.T; idx = np.argsort(-sim, 1, kind="stable")[:, :k]
+    return idx, 1 - np.take_along_axis(sim, idx, 1)
+
+
+def _blobs(rng, sizes, dim=8, noise=0.05):
+    """Unit vectors around orthogonal centres: one blob per entry of `sizes`."""
+    X = np.concatenate([np.eye(dim)[g] + noise * rng.standard_normal((n, dim)) for g, n in enumerate(sizes)])
+    return X / np.linalg.norm(X, axis=1, keepdims=True), np.repeat(np.arange(len(sizes)), sizes)
+
+
+# ---------------------------------------------------------------- gradient reversal and camera head
+def test_grad_reverse_flips_and_scales_gradients():
+    x = torch.randn(5, 3, requires_grad=True); w = torch.randn(5, 3)
+    (grad_reverse(x, 1.0) * w).sum().backward()
+    assert torch.equal(x.grad, -w)
+    x.grad = None; (grad_reverse(x, 0.25) * w).sum().backward()
+    assert torch.allclose(x.grad, -0.25 * w)
+    assert torch.equal(grad_reverse(x), x)
+
+
+def test_camera_head_pushes_backbone_against_the_camera_classifier():
+    """A step on the head lowers the camera loss; the same gradient step on the input features raises it."""
+    torch.manual_seed(0)
+    head = CameraHead(6, 3, dropout=0.0).eval()
+    f = torch.randn(12, 6, requires_grad=True); cams = torch.arange(12) % 3
+    loss = camera_loss(head(f), cams); loss.backward()
+    with torch.no_grad():
+        f_new = f - 0.1 * f.grad  # what the backbone's SGD step does to the features
+        assert camera_loss(head(f_new), cams) > loss
+
+
+def test_camera_loss_double_softmax_matches_the_code():
+    logits = torch.randn(7, 4); cams = torch.randint(0, 4, (7,))
+    log_probs = torch.log_softmax(logits, 1)  # the head's LogSoftmax output
+    ref = F.cross_entropy(torch.softmax(log_probs, 1), cams)  # the trainer's softmax + cross_entropy
+    assert torch.allclose(camera_loss(logits, cams, double_softmax=True), ref)
+    assert torch.allclose(camera_loss(logits, cams), F.nll_loss(log_probs, cams))
+
+
+# ---------------------------------------------------------------- memory
+def test_centroids_are_normalised_cluster_means():
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.standard_normal((30, 5)), dtype=torch.float32); y = rng.integers(-1, 4, 30)
+    C = cluster_centroids(X, y)
+    for k in range(4):
+        m = X[torch.from_numpy(y == k)].mean(0)
+        assert torch.allclose(C[k], m / m.norm(), atol=1e-6)
+
+
+def test_momentum_update_matches_sequential_reference():
+    rng = np.random.default_rng(1)
+    V = F.normalize(torch.tensor(rng.standard_normal((4, 6)), dtype=torch.float32), dim=1)
+    q = F.normalize(torch.tensor(rng.standard_normal((9, 6)), dtype=torch.float32), dim=1)
+    y = torch.tensor(rng.integers(0, 4, 9))
+    ref = V.numpy().astype(np.float64).copy()
+    for x, t in zip(q.numpy(), y.numpy()):
+        ref[t] = 0.1 * ref[t] + 0.9 * x; ref[t] /= np.linalg.norm(ref[t])
+    out = momentum_update_(V.clone(), q, y, 0.1)
+    assert np.allclose(out.numpy(), ref, atol=1e-5)
+    assert torch.allclose(out.norm(dim=1), torch.ones(4))
+    # order matters: the last sample of a cluster dominates
+    a = momentum_update_(V.clone(), q[[0, 1]], torch.tensor([0, 0]), 0.1)
+    b = momentum_update_(V.clone(), q[[1, 0]], torch.tensor([0, 0]), 0.1)
+    assert not torch.allclose(a[0], b[0])
+
+
+def test_memory_loss_gradient_and_update():
+    torch.manual_seed(3)
+    C = F.normalize(torch.randn(5, 8), dim=1); q = torch.randn(6, 8, requires_grad=True)
+    y = torch.tensor([0, 1, 1, 3, 4, 0]); w = torch.tensor([0.5, 1.0, 0.0, 2.0, 1.0])
+    mem = ClusterMemory(C, temp=0.05, momentum=0.1, weights=w)
+    loss = mem(q, y)
+    qq = q.detach().clone().requires_grad_()
+    logits = F.normalize(qq, dim=1) @ C.t() / 0.05
+    per = -torch.log_softmax(logits, 1)[torch.arange(6), y]; ww = w[y] + 1e-6
+    ref = (ww * per).sum() / ww.sum()
+    assert torch.allclose(loss, ref, atol=1e-5)
+    loss.backward(); ref.backward()
+    assert torch.allclose(q.grad, qq.grad, atol=1e-4)  # computed with the centroids before the update
+    expected = momentum_update_(C.clone(), F.normalize(q.detach(), dim=1), y, 0.1)
+    assert torch.allclose(mem.features, expected, atol=1e-6)
+    assert torch.equal(mem.features[2], C[2])  # cluster 2 had no sample in the batch
+
+
+def test_memory_all_zero_weights_is_finite():
+    C = F.normalize(torch.randn(3, 4), dim=1); q = torch.randn(4, 4, requires_grad=True)
+    loss = ClusterMemory(C, weights=torch.tensor([0.0, 0.0, 1.0]))(q, torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(q.grad).all()
+
+
+# ---------------------------------------------------------------- class weights
+def test_camera_entropy_weights_match_code_loop():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(-1, 6, 80); cams = rng.integers(0, 4, 80)
+    labels[labels == 2] = 5  # cluster 2 empty
+    cams[labels == 4] = 1  # cluster 4: one camera only
+    w = camera_entropy_weights(labels, cams)
+    for k in range(6):
+        c = collections.Counter(cams[labels == k])
+        if not c: continue
+        p = np.array(list(c.values()), float); p /= p.sum()
+        assert math.isclose(w[k].item(), math.log(1 - (p * np.log(p)).sum()), rel_tol=1e-6, abs_tol=1e-7)
+    assert w[4] == 0 and w[2] == 0
+
+
+def test_camera_entropy_weights_hand_case():
+    w = camera_entropy_weights([0, 0, 0, 0, 1, 1], [0, 1, 2, 3, 5, 5])
+    assert math.isclose(w[0].item(), math.log(1 + math.log(4)), rel_tol=1e-6) and w[1] == 0
+
+
+# ---------------------------------------------------------------- clustering wrappers
+def test_dbscan_dense_and_sparse_on_separable_data():
+    rng = np.random.default_rng(5)
+    X, gt = _blobs(rng, [10, 12, 8])
+    X = np.vstack([X, -np.ones((1, X.shape[1])) / np.sqrt(X.shape[1])])  # a loner
+    D = np.clip(1 - X @ X.T, 0, 1)
+    lab = dbscan_labels(D, eps=0.3, min_samples=4)
+    assert lab[-1] == -1 and len(set(lab[:-1])) == 3
+    assert all(len(set(lab[:-1][gt == g])) == 1 for g in range(3))
+    S = sp.csr_matrix(np.where(D < 0.3, D, 0)); S.setdiag(0.0)
+    assert (dbscan_labels(S, eps=0.3, min_samples=4) == lab).all()
+    with pytest.raises(BadInputError, match="eps"): dbscan_labels(S, eps=1.0)
+    with pytest.raises(BadInputError, match="square"): dbscan_labels(np.zeros((3, 4)))
+
+
+def test_agglomerative_on_separable_data_labels_everything():
+    rng = np.random.default_rng(6)
+    X, gt = _blobs(rng, [7, 9, 5, 6])
+    lab = agglomerative_labels(np.clip(1 - X @ X.T, 0, 1), n_clusters=4)
+    assert (lab >= 0).all() and len(set(lab)) == 4
+    assert all(len(set(lab[gt == g])) == 1 for g in range(4))
+    assert len(set(agglomerative_labels(np.zeros((3, 3)), n_clusters=10))) == 3  # clipped to N
+
+
+def test_dense_distance_fills_missing_pairs_with_one():
+    S = sp.csr_matrix(([0.2, 0.2, 0.0], ([0, 1, 2], [1, 0, 1])), shape=(3, 3))
+    assert np.array_equal(dense_distance(S), [[0, 0.2, 1], [0.2, 0, 1], [1, 0.0, 0]])
+
+
+def test_infomap_on_separable_data_and_small_clusters():
+    rng = np.random.default_rng(7)
+    X, gt = _blobs(rng, [9, 11, 10, 4, 1])
+    idx, dist = _knn(X, 15)
+    lab = infomap_labels(idx, dist, min_sim=0.5, max_outlier_size=4)
+    for g in range(3):
+        assert len(set(lab[gt == g])) == 1 and lab[gt == g][0] >= 0
+    assert len({lab[gt == g][0] for g in range(3)}) == 3
+    assert (lab[gt >= 3] == -1).all()  # a group of 4 (<= 4) and a loner
+    assert list(infomap_labels(idx, dist, max_outlier_size=3)[gt == 3]) == [3] * 4
+    with pytest.raises(BadInputError): infomap_labels(idx, dist[:, :3])
+
+
+def test_relabel_small():
+    assert list(relabel_small([5, 5, 9, 9, 9, -1, 7], 1)) == [0, 0, 1, 1, 1, -1, -1]
+
+
+def test_silhouette_ignores_outliers():
+    rng = np.random.default_rng(8)
+    X, gt = _blobs(rng, [6, 6])
+    D = np.clip(1 - X @ X.T, 0, 1)
+    D2 = np.pad(D, ((0, 1), (0, 1)), constant_values=1.0); D2[-1, -1] = 0
+    assert silhouette(D2, np.r_[gt, -1]) == pytest.approx(silhouette(D, gt))
+    assert math.isnan(silhouette(D, np.zeros(12, int)))
+
+
+# ---------------------------------------------------------------- density, pivots, refinement
+def test_density_scores_match_code_loop():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((60, 6)); X /= np.linalg.norm(X, axis=1, keepdims=True)
+    idx, dist = _knn(X, 15)
+    for ms in (0.0, 0.3, 0.5):
+        assert np.allclose(density_scores(idx, dist, ms), _scores_loop(idx, dist, ms))
+
+
+def test_pivots_match_loop_for_both_rules():
+    rng = np.random.default_rng(10)
+    for _ in range(5):
+        labels = rng.integers(-1, 8, 100); scores = rng.exponential(size=100)
+        for rule in ("argmax", "last_above_mean"):
+            got = pick_pivots(labels, scores, rule)
+            assert (got == _pivots_loop(labels, scores, rule)).all()
+            ok = got >= 0
+            assert (labels[got[ok]] == np.flatnonzero(ok)).all() and (scores[got[ok]] > scores.mean()).all()
+    with pytest.raises(BadInputError, match="pivot_rule"): pick_pivots(labels, scores, "first")
+
+
+def test_refinement_hand_case():
+    """Cluster 0 = images 0..6, pivot 1 (camera 0, local 4). Why each member is kept or dropped:"""
+    labels = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    cams = np.array([0, 0, 0, 1, 1, 0, 2, 0, 0, 1])
+    local = np.array([4, 4, 5, 4, 9, -1, 0, 1, 2, 0])
+    refined, dropped = refine_labels(labels, cams, local, np.array([1, 8]))
+    # 0: camera 0, local 4 = pivot's      -> kept
+    # 2: camera 0, local 5 != 4           -> dropped (another person in the pivot's camera)
+    # 3, 4, 6: other cameras              -> kept, whatever their local label
+    # 5: camera 0, local outlier (-1)     -> dropped
+    # cluster 1, pivot 8 (camera 0, local 2): 7 has local 1 -> dropped; 9 is camera 1 -> kept
+    assert list(np.flatnonzero(dropped)) == [2, 5, 7]
+    assert list(refined) == [0, 0, -1, 0, 0, -1, 0, -1, 1, 1]
+
+
+def test_refinement_matches_code_loop_on_random_cases():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        n = 120; labels = rng.integers(-1, 10, n); cams = rng.integers(0, 3, n); local = rng.integers(-1, 4, n)
+        pivots = np.array([rng.choice(np.flatnonzero(labels == k)) if (labels == k).any() and rng.random() < 0.8
+                           else -1 for k in range(10)])
+        refined, dropped = refine_labels(labels, cams, local, pivots)
+        ref = _refine_loop(labels, cams, local, pivots)
+        assert (refined == ref).all() and (dropped == ((labels >= 0) & (ref == -1))).all()
+        assert all(refined[p] == k for k, p in enumerate(pivots) if p >= 0)  # a pivot is never dropped
+
+
+def test_refinement_probability():
+    rng = np.random.default_rng(12)
+    n = 20000; labels = np.zeros(n, int); cams = np.zeros(n, int); local = np.arange(n)
+    _, dropped = refine_labels(labels, cams, local, np.array([0]), r=0.75, rng=rng)
+    assert abs(dropped[1:].mean() - 0.75) < 0.02 and not dropped[0]
+    assert refine_prob(5, 10) == 1.0
+    assert refine_prob(5, 10, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 6)))
+    with pytest.raises(BadInputError): refine_prob(0, 10, "linear")

@@ -1,0 +1,301 @@
+"""Tests of reid_nb.stgal against hand-made cases, brute-force references and the synthetic world's ground truth."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from reid_nb.core import BadInputError
+from reid_nb.stgal import (STGALConfig, best_buddies, cams_of_vcams, estimate_sigma, fit_travel_time,
+                           frame_negatives, fused_rank_dist, group_batches, group_negatives, group_triplet_loss, ibbs,
+                           matched_pairs, merge_components, merged_images, mine_labels, negative_pool, pair_dist,
+                           pt_lookup, same_time_negatives, select_negatives, stgal_config, time_bins, track_images,
+                           track_scores, travel_counts, travel_pdf)
+
+
+# ---------------------------------------------------------------- references (plain loops, written from the spec)
+
+def ibbs_reference(S, k=1, max_iter=10, cams=None):
+    """Spec §4.4 step 8 with loops: colrank over rows (of the row's camera when cams is given), zero guard both ways."""
+    S = np.array(S, float); T = len(S); out = []
+
+    def in_top(r, c):
+        rows = [x for x in range(T) if cams is None or cams[x] == cams[r]]
+        return r in sorted(rows, key=lambda x: (-S[x, c], x))[:k]
+
+    for _ in range(max_iter):
+        new = [(a, b) for a in range(T) for b in range(a + 1, T)
+               if S[a, b] > 0 and S[b, a] > 0 and in_top(a, b) and in_top(b, a)]
+        if not new: break
+        out += new
+        for a, b in new: S[a, b] = S[b, a] = 0
+    return out
+
+
+def random_scores(T, n_cams, rng, density=0.5):
+    """An asymmetric score matrix with zero same-camera blocks and some zero cross-camera entries."""
+    cams = rng.integers(n_cams, size=T)
+    S = rng.random((T, T)) * (rng.random((T, T)) < density)
+    S[cams[:, None] == cams[None]] = 0
+    return S, cams
+
+
+# ---------------------------------------------------------------- BBP and IBBS
+
+def test_bbp_hand_made():
+    # A and B rank each other first -> a pair; C's favourite is A, but A prefers B -> no pair for C in one pass
+    S = np.array([[0, .9, .5], [.8, 0, .1], [.7, .2, 0]])
+    assert best_buddies(S).tolist() == [[0, 1]]
+    assert ibbs(S, max_iter=1).tolist() == [[0, 1]]
+    # after removing (0, 1): column 0's best row is 2, column 2's best is 0 -> (0, 2); then 1-2 remain positive
+    assert ibbs(S).tolist() == [[0, 1], [0, 2], [1, 2]]
+
+
+def test_zero_guard_blocks_tie_pairs():
+    S = np.zeros((3, 3)); S[0, 1] = S[1, 0] = 1.0
+    assert best_buddies(S).tolist() == [[0, 1]]
+    assert ibbs(S).tolist() == [[0, 1]]  # after zeroing, every column is all zeros: argmax ties must not pair
+
+
+def test_asymmetric_scores_use_column_ranks():
+    # column 1's best row is 0 and column 0's best row is 1: a pair, although row 0's own maximum is column 2
+    S = np.array([[0, .5, .9], [.6, 0, 0], [.1, .4, 0]])
+    assert best_buddies(S).tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize("k,scope", [(1, "global"), (1, "camera_pair"), (2, "global"), (2, "camera_pair")])
+def test_ibbs_matches_reference(k, scope):
+    rng = np.random.default_rng(k)
+    for trial in range(4):
+        S, cams = random_scores(24, 3, rng)
+        c = cams if scope == "camera_pair" else None
+        got = [tuple(p) for p in ibbs(S, k, 10, c)]
+        assert got == ibbs_reference(S, k, 10, c)
+
+
+def test_camera_pair_scope_finds_more_than_global():
+    rng = np.random.default_rng(5)
+    S, cams = random_scores(60, 4, rng)
+    assert len(best_buddies(S, cams=cams)) > len(best_buddies(S))
+    # every global pair is mutual best over all rows, hence also over its camera's rows
+    assert {tuple(p) for p in best_buddies(S)} <= {tuple(p) for p in best_buddies(S, cams=cams)}
+
+
+def test_ibbs_pairs_are_cross_camera_and_unique():
+    rng = np.random.default_rng(1)
+    S, cams = random_scores(80, 5, rng, density=0.3)
+    for c in (None, cams):
+        p = ibbs(S, cams=c)
+        assert (cams[p[:, 0]] != cams[p[:, 1]]).all() and (p[:, 0] < p[:, 1]).all()
+        assert len({tuple(x) for x in p}) == len(p)
+
+
+def test_merge_components_is_union_find():
+    pairs = np.array([[0, 3], [3, 5], [1, 2], [6, 7], [7, 6]])
+    comp = merge_components(pairs, 9)
+    parent = list(range(9))
+
+    def find(x):
+        while parent[x] != x: x = parent[x]
+        return x
+    for a, b in pairs: parent[find(a)] = find(b)
+    for a, b in itertools.combinations(range(9), 2):
+        assert (comp[a] == comp[b]) == (find(a) == find(b))
+    imgs = [np.array([10 * t, 10 * t + 1]) for t in range(9)]
+    m = merged_images(imgs, comp)
+    assert m[0].tolist() == m[5].tolist() == [0, 1, 30, 31, 50, 51] and m[4].tolist() == [40, 41]
+
+
+# ---------------------------------------------------------------- negatives and sigma
+
+def test_frame_and_group_negatives_brute_force():
+    rng = np.random.default_rng(0)
+    n = 60; vcam = rng.integers(3, size=n); t = rng.integers(5, size=n) * 25; track = rng.integers(12, size=n)
+    ref = {(i, j) for i, j in itertools.combinations(range(n), 2) if vcam[i] == vcam[j] and t[i] == t[j]}
+    assert {tuple(p) for p in frame_negatives(vcam, t)} == ref
+    groups = [np.array([0, 3, 4]), np.array([5]), np.array([6, 7])]
+    ref = {(i, j) for g in groups for i, j in itertools.combinations(range(n), 2)
+           if track[i] in g and track[j] in g and track[i] != track[j]}
+    assert {tuple(p) for p in group_negatives(groups, track_images(track, 12))} == ref
+    both = same_time_negatives(vcam, vcam, t, track, groups)
+    assert {tuple(p) for p in both} == ref | {tuple(p) for p in frame_negatives(vcam, t)}
+
+
+def test_sigma_max_and_quantile_on_constructed_distances():
+    rng = np.random.default_rng(0)
+    d = rng.uniform(50, 500, size=5000); d[:3] = [1.0, 2.0, 3.0]  # three "same person, two boxes" outliers
+    s_max, dq_max = estimate_sigma(d, 0.01, "max")
+    assert dq_max == 1.0 and np.isclose(s_max, np.exp(-0.01))  # the paper's max is set by the outlier
+    s_q, dq_q = estimate_sigma(d, 0.01, "quantile", 0.999)
+    assert np.isclose(dq_q, np.percentile(d, 0.1))  # the code: 0.1th percentile of the squared distances
+    pv = np.exp(-0.01 * d)
+    assert np.isclose(s_q, np.quantile(pv, 0.999), rtol=1e-9)  # = 99.9th percentile of P_v (exp is monotonic)
+    with pytest.raises(BadInputError):
+        estimate_sigma(np.zeros(0))
+
+
+def test_matched_pairs_brute_force():
+    rng = np.random.default_rng(0)
+    f = torch.randn(50, 4); cam = rng.integers(3, size=50); vcam = cam * 2 + rng.integers(2, size=50)
+    d = pair_dist(f, f).numpy(); dq = np.quantile(d, 0.2)
+    got = {tuple(p) for p in matched_pairs(f, vcam, cam, dq, chunk=7)}
+    ref = {(i, j) for i in range(50) for j in range(50) if cam[i] != cam[j] and d[i, j] < dq}
+    assert got == ref
+
+
+# ---------------------------------------------------------------- travel-time histogram and P_t
+
+def test_time_bins_match_digitize():
+    rng = np.random.default_rng(0)
+    for eps, dmax in [(250, 1_000_001), (600, 1_000_001), (7, 100)]:
+        x = np.concatenate([rng.integers(-dmax + 1, dmax, 2000), [-dmax + 1, dmax - 1, 0, eps, -eps]])
+        assert (time_bins(x, eps, dmax) == np.digitize(x, np.arange(-dmax, dmax, eps)) - 1).all()
+        assert (time_bins([dmax, -dmax, np.nan], eps, dmax) == -1).all()
+
+
+def test_histogram_brute_force_signed_and_abs():
+    rng = np.random.default_rng(1)
+    n = 80; cam = rng.integers(3, size=n); vcam = cam * 2 + rng.integers(2, size=n); t = rng.integers(0, 5000, n)
+    pairs = rng.integers(n, size=(400, 2)); cv = cams_of_vcams(vcam, cam)
+    edges = np.arange(-1_000_001, 1_000_001, 250)
+    for absd in (False, True):
+        H, n_out = travel_counts(pairs, vcam, t, cv, 250, 1_000_001, absd)
+        ref = np.zeros_like(H)
+        for i, j in pairs:
+            if cam[i] == cam[j]: continue
+            dt = abs(t[i] - t[j]) if absd else t[i] - t[j]
+            ref[vcam[i], vcam[j], np.digitize(dt, edges) - 1] += 1
+        assert (H == ref).all() and n_out == 0
+
+
+def test_histogram_counts_pairs_outside_range():
+    vcam = np.array([0, 1]); cam = np.array([0, 1]); t = np.array([0, 2000])
+    H, n_out = travel_counts(np.array([[0, 1], [1, 0]]), vcam, t, cams_of_vcams(vcam, cam), 250, 1000, False)
+    assert H.sum() == 0 and n_out == 2
+
+
+def test_pt_normalisation_source_and_pair():
+    rng = np.random.default_rng(2)
+    H = rng.integers(0, 5, size=(4, 4, 30)); cv = np.array([0, 0, 1, 2])
+    H[cv[:, None] == cv[None]] = 0; H[3] = 0  # source 3 has no matched pair at all
+    P = travel_pdf(H, "source")
+    assert np.allclose(P[:3].sum(axis=(1, 2)), 1) and P[3].sum() == 0
+    assert np.allclose(P[0, 2], H[0, 2] / H[0].sum())
+    Q = travel_pdf(H, "pair"); nz = H.sum(2) > 0
+    assert np.allclose(Q.sum(2)[nz], 1) and (Q.sum(2)[~nz] == 0).all()
+    S = travel_pdf(H, "source", smooth_bins=1.5)
+    assert np.allclose(S[:3].sum(axis=(1, 2)), 1, atol=0.05) and (S[cv[:, None] == cv[None]] == 0).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(BadInputError, match="sigma_mode"):
+        STGALConfig(sigma_mode="median")
+    with pytest.raises(BadInputError, match="fps"):
+        stgal_config(None)
+    with pytest.raises(BadInputError, match="vcam"):
+        cams_of_vcams(np.array([0, 0]), np.array([0, 1]))
+    f = torch.zeros(2, 3); v = np.array([0, 1])
+    with pytest.raises(BadInputError, match="t_frames"):
+        fit_travel_time(f, v, v, np.array([0.0, np.nan]), np.array([0, 1]), [], STGALConfig())
+
+
+# ---------------------------------------------------------------- P_a, track scores, ranking
+
+def test_track_scores_brute_force():
+    rng = np.random.default_rng(3)
+    n = 40; cam = rng.integers(3, size=n); vcam = cam.copy(); t = rng.integers(0, 3000, n).astype(float)
+    track = np.where(rng.random(n) < 0.1, -1, cam * 10 + rng.integers(4, size=n))
+    track = np.unique(track, return_inverse=True)[1] - (track.min() < 0)
+    f = torch.randn(n, 8) * 3
+    pairs = rng.integers(n, size=(300, 2))
+    cfg = STGALConfig(eps=250)
+    H, _ = travel_counts(pairs, vcam, t, cams_of_vcams(vcam, cam), cfg.eps, cfg.delta_max, False)
+    from reid_nb.stgal import TravelTime
+    tt = TravelTime(H, travel_pdf(H), cams_of_vcams(vcam, cam), cfg.eps, cfg.delta_max, False)
+    Sa, Sv = track_scores(f, vcam, t, track, tt, chunk=9)
+    pv = np.exp(-0.01 * pair_dist(f, f).double().numpy())
+    pa = pv * pt_lookup(tt, vcam[:, None], vcam[None], t[:, None], t[None])
+    for a in range(track.max() + 1):
+        for b in range(track.max() + 1):
+            m = np.ix_(track == a, track == b)
+            assert np.isclose(Sa[a, b], pa[m].mean(), rtol=1e-4, atol=1e-12)
+            assert np.isclose(Sv[a, b], pv[m].mean(), rtol=1e-4)
+
+
+def test_fused_rank_breaks_ties_by_visual():
+    rng = np.random.default_rng(4)
+    d = rng.uniform(0, 300, size=(5, 40)); pt = rng.random((5, 40)) * (rng.random((5, 40)) < 0.3)
+    pt[0, :3] = 0.2; d[0, :3] = [5.0, 1.0, 3.0]  # equal P_t: the order follows the distance
+    r = fused_rank_dist(d, pt)
+    for q in range(5):
+        key = lambda g: (-(np.exp(-0.01 * d[q, g]) * pt[q, g]), d[q, g])
+        order = sorted(range(40), key=key)
+        assert [int(x) for x in np.argsort(r[q])] == order
+    assert r[0, 1] < r[0, 2] < r[0, 0]
+
+
+# ---------------------------------------------------------------- hard negatives
+
+def test_negative_pool_brute_force():
+    rng = np.random.default_rng(6)
+    Sa = rng.random((12, 12)) * (rng.random((12, 12)) < 0.4); comp = np.arange(12); comp[5] = comp[7] = 0
+    x = np.log(np.maximum(Sa, np.exp(-40))); med = np.median(x)
+    ref = [(a, b) for a in range(12) for b in range(a + 1, 12) if x[a, b] <= med and comp[a] != comp[b]]
+    assert [tuple(p) for p in negative_pool(Sa, comp)] == ref
+    cams = np.arange(12) % 3
+    medc = np.median(x[cams[:, None] != cams[None]])
+    ref = [(a, b) for a in range(12) for b in range(a + 1, 12) if x[a, b] <= medc]
+    assert [tuple(p) for p in negative_pool(Sa, None, cams, "cross_camera")] == ref
+
+
+def test_select_negatives_prob_and_topk():
+    pool = np.array([[0, 1], [0, 2], [1, 2], [2, 3]])
+    Sv = np.zeros((4, 4)); Sv[0, 1], Sv[0, 2], Sv[1, 2], Sv[2, 3] = 0.6, 0.3, 0.1, 0.0
+    assert select_negatives(pool, Sv, 2, "topk").tolist() == [[0, 1], [0, 2]]
+    counts = np.zeros(3)
+    for s in range(3000):
+        for p in select_negatives(pool, Sv, 1, "prob", np.random.default_rng(s)):
+            counts[[0, 1, 2][[tuple(x) for x in pool[:3]].index(tuple(p))]] += 1
+    assert np.allclose(counts / 3000, [0.6, 0.3, 0.1], atol=0.03)
+    two = select_negatives(pool, Sv, 2, "prob", np.random.default_rng(0))
+    assert len(two) == 2 and len({tuple(p) for p in two}) == 2  # without replacement
+    assert len(select_negatives(pool, Sv, 10, "prob")) == 3  # zero-weight pairs cannot be sampled
+
+
+def test_mine_labels_counts():
+    rng = np.random.default_rng(7)
+    Sa, cams = random_scores(30, 3, rng, density=0.3); Sv = rng.random((30, 30))
+    cfg = STGALConfig(neg_per_bbp=2, neg_select="topk")
+    lab = mine_labels(Sa, Sv, cams, [np.array([t]) for t in range(30)], [np.array([0, 1])], cfg)
+    assert len(lab.negatives) == min(2 * len(lab.pairs), len(negative_pool(Sa, lab.comp)))
+    assert (lab.comp[lab.negatives[:, 0]] != lab.comp[lab.negatives[:, 1]]).all()
+    assert len(lab.groups) == 1 + len(lab.negatives)
+
+
+# ---------------------------------------------------------------- batches and loss
+
+def test_group_batches_follow_groups():
+    track = np.repeat(np.arange(6), 3); imgs = track_images(track)
+    groups = [np.array([0, 1]), np.array([2, 3, 4]), np.array([5])]
+    gen = group_batches(groups, imgs, np.arange(6), 8, np.random.default_rng(0))
+    for _ in range(20):
+        idx, gid, key = next(gen)
+        assert len(idx) == 8 and (track[idx] == key).all()
+        assert all(k in groups[g] for g, k in zip(gid, key))
+
+
+def test_group_triplet_loss_reference():
+    torch.manual_seed(0)
+    f = torch.randn(10, 4); gid = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 3]); key = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4, 5, 6])
+    d = torch.cdist(f.double(), f.double())
+    losses, code = [], []
+    for a in range(10):
+        pos = [p for p in range(10) if p != a and gid[p] == gid[a] and key[p] == key[a]]
+        neg = [n for n in range(10) if gid[n] == gid[a] and key[n] != key[a]]
+        hp = max([d[a, p].item() for p in pos], default=0.0); hn = min([d[a, n].item() for n in neg], default=1e5)
+        code.append(np.log1p(np.exp(hp - hn)))
+        if pos and neg: losses.append(np.log1p(np.exp(hp - hn)))
+    assert np.isclose(group_triplet_loss(f, gid, key).item(), np.mean(losses), atol=1e-5)
+    assert np.isclose(group_triplet_loss(f, gid, key, drop_unpaired=False).item(), np.mean(code), atol=1e-5)
+    f.requires_grad_(True); group_triplet_loss(f, gid, key).backward()
+    assert torch.isfinite(f.grad).all()

@@ -1,0 +1,222 @@
+"""reid_nb.uga against hand-computed values, brute-force references and autograd; a resumed run equals an
+uninterrupted one; a smoke run of the experiment notebook."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import reid_nb.uga as uga
+from reid_nb.core import BadInputError
+from reid_nb.uga import (CameraHeads, UGAConfig, UGAData, adaptive_lambda, cross_view_graph, cvg_loss,
+                         edge_precision, graph_weights, intra_loss, memory_log_probs, node_gradient,
+                         tracklet_centroids, tracklet_pids, update_nodes)
+
+
+def _unit(*angles_deg):
+    a = torch.tensor(angles_deg, dtype=torch.float64) * math.pi / 180
+    return torch.stack([a.cos(), a.sin()], 1)
+
+
+# ---------------------------------------------------------------- the cross-view graph
+def test_graph_hand_built_mutual_neighbours_threshold_diagonal():
+    # camera 0: 0°, 40°, 120°; camera 1: 5°, 50°, 300°
+    M = _unit(0, 40, 120, 5, 50, 300); cam = torch.tensor([0, 0, 0, 1, 1, 1])
+    E = cross_view_graph(M, cam, k=1, lam=0.5)
+    # K=1: 0°<->5° mutual (cos 5°), 40°<->50° mutual (cos 10°); 120°'s nearest is 50° but 50°'s nearest is 40°;
+    # 300°'s nearest in camera 0 is 0°, whose nearest is 5°: not mutual.
+    want = torch.eye(6, dtype=torch.float64)
+    want[0, 3] = want[3, 0] = math.cos(math.radians(5)); want[1, 4] = want[4, 1] = math.cos(math.radians(10))
+    assert torch.allclose(E, want)
+    # threshold: λ between cos 10° and cos 5° keeps only the 5° edge; λ is strict (>)
+    E = cross_view_graph(M, cam, k=1, lam=math.cos(math.radians(10)))
+    assert E[1, 4] == 0 and E[0, 3] > 0
+    # same-camera pairs never get an edge, even when identical
+    E = cross_view_graph(_unit(0, 0, 90), torch.tensor([0, 0, 1]), k=3, lam=-1.0)
+    assert E[0, 1] == 0 and torch.equal(torch.diag(E), torch.ones(3, dtype=torch.float64))
+
+
+def _graph_brute(M, cam, k, lam):
+    T = len(M); S = M @ M.T; E = np.eye(T)
+    for a, b in itertools.product(range(T), range(T)):
+        if cam[a] == cam[b]: continue
+        in_b = [j for j in range(T) if cam[j] == cam[b]]; in_a = [i for i in range(T) if cam[i] == cam[a]]
+        knn_a = sorted(in_b, key=lambda j: -S[a, j])[:min(k, len(in_b))]  # a's K nearest in b's camera
+        knn_b = sorted(in_a, key=lambda i: -S[b, i])[:min(k, len(in_a))]
+        if b in knn_a and a in knn_b and S[a, b] > lam: E[a, b] = S[a, b]
+    return E
+
+
+@pytest.mark.parametrize("k,lam", [(1, 0.0), (3, 0.2), (5, -1.0), (10, 0.5)])
+def test_graph_matches_brute_force(k, lam):
+    g = torch.Generator().manual_seed(k)
+    cam = torch.tensor([0] * 7 + [1] * 4 + [2] * 9 + [3] * 2)
+    M = F.normalize(torch.randn(len(cam), 5, generator=g, dtype=torch.float64), dim=1)
+    E = cross_view_graph(M, cam, k, lam)
+    assert np.allclose(E.numpy(), _graph_brute(M.numpy(), cam.numpy(), k, lam))
+    assert torch.equal(E, E.T)
+
+
+def test_graph_bad_k():
+    with pytest.raises(BadInputError, match="k=0"):
+        cross_view_graph(_unit(0, 10), torch.tensor([0, 1]), k=0, lam=0.5)
+
+
+def test_adaptive_lambda_is_quantile_of_same_camera_cosines():
+    g = torch.Generator().manual_seed(0)
+    M = F.normalize(torch.randn(30, 4, generator=g), dim=1); cam = torch.randint(0, 3, (30,), generator=g)
+    S = (M @ M.T).numpy(); c = cam.numpy()
+    vals = [S[i, j] for i in range(30) for j in range(i + 1, 30) if c[i] == c[j]]
+    for q in (0.5, 0.99, 1.0):
+        assert abs(adaptive_lambda(M, cam, q) - np.quantile(vals, q)) < 1e-6
+    with pytest.raises(BadInputError, match="two tracklets"):
+        adaptive_lambda(M[:2], torch.tensor([0, 1]))
+
+
+# ---------------------------------------------------------------- centroids
+def test_centroids_are_normalised_means_of_normalised_features():
+    g = torch.Generator().manual_seed(1)
+    feat = torch.randn(20, 3, generator=g) * 5; trk = torch.randint(-1, 4, (20,), generator=g)
+    trk[:4] = torch.arange(4)
+    M = tracklet_centroids(feat, trk, 4)
+    for t in range(4):
+        ref = F.normalize(feat[trk == t], dim=1).mean(0)
+        assert torch.allclose(M[t], ref / ref.norm(), atol=1e-6)
+    with pytest.raises(BadInputError, match="no image"):
+        tracklet_centroids(feat, trk, 5)
+
+
+# ---------------------------------------------------------------- losses
+def test_cvg_loss_hand_computed():
+    # nodes (1,0), (0,1), (0.6,0.8); image (0.8,0.6) of tracklet 0; edges 0-1 (0.5), 0-2 (0.9); τ = 0.5
+    M = torch.tensor([[1., 0], [0, 1], [0.6, 0.8]]); f = torch.tensor([[0.8, 0.6]])
+    E = torch.tensor([[1., .5, .9], [.5, 1, 0], [.9, 0, 1]])
+    z = np.array([0.8, 0.6, 0.96]) / 0.5; logp = z - np.log(np.exp(z).sum())
+    w = np.array([1, .5, .9]) / 2.4
+    L = cvg_loss(f, torch.tensor([0]), M, graph_weights(E), tau=0.5)
+    assert abs(L.item() - (-(w * logp).sum())) < 1e-6
+    L = cvg_loss(f, torch.tensor([0]), M, graph_weights(E, "none"), tau=0.5)
+    assert abs(L.item() - (-(np.array([1, .5, .9]) * logp).sum())) < 1e-6
+    # the seed's per-camera softmax: cameras {0} and {1, 2}; node 0 alone in its camera has log p = 0
+    lp = memory_log_probs(f, M, 0.5, torch.tensor([0, 1, 1]))[0].numpy()
+    z12 = z[1:] - np.log(np.exp(z[1:]).sum())
+    assert np.allclose(lp, [0.0, *z12], atol=1e-6)
+    with pytest.raises(BadInputError, match="cvg_weight_norm"):
+        graph_weights(E, "col")
+
+
+@pytest.mark.parametrize("norm,per_camera", [("row", False), ("none", False), ("row", True), ("none", True)])
+def test_node_gradient_equals_autograd_and_step_lowers_loss(norm, per_camera):
+    g = torch.Generator().manual_seed(3)
+    cam = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2]); pc = cam if per_camera else None
+    M = F.normalize(torch.randn(8, 6, generator=g, dtype=torch.float64), dim=1)
+    f = F.normalize(torch.randn(10, 6, generator=g, dtype=torch.float64), dim=1); a = torch.randint(0, 8, (10,), generator=g)
+    W = graph_weights(cross_view_graph(M, cam, 2, -1.0), norm)
+    Mg = M.clone().requires_grad_(True); cvg_loss(f, a, Mg, W, 0.1, pc).backward()
+    grad = node_gradient(f, a, M, W, 0.1, pc)
+    assert torch.allclose(grad, -0.1 * Mg.grad, atol=1e-10)
+    before = cvg_loss(f, a, M, W, 0.1, pc).item()
+    update_nodes(M, grad, eta=0.02)
+    assert torch.allclose(M.norm(dim=1), torch.ones(8, dtype=torch.float64))
+    assert cvg_loss(f, a, M, W, 0.1, pc).item() < before
+
+
+def test_row_normalised_node_gradient_is_w_minus_p():
+    """The spec's formula g_b = mean_x (w_ab - p_b) f(x) for the global softmax with row-normalised weights."""
+    g = torch.Generator().manual_seed(4)
+    M = F.normalize(torch.randn(5, 3, generator=g), dim=1); f = F.normalize(torch.randn(4, 3, generator=g), dim=1)
+    a = torch.tensor([0, 2, 2, 4]); W = graph_weights(cross_view_graph(M, torch.tensor([0, 0, 1, 1, 2]), 1, -1.0))
+    p = (f @ M.T / 0.05).softmax(1)
+    ref = sum((W[a[x]] - p[x])[:, None] * f[x][None] for x in range(4)) / 4
+    assert torch.allclose(node_gradient(f, a, M, W, 0.05), ref, atol=1e-5)
+
+
+def test_intra_loss_is_per_camera_softmax():
+    torch.manual_seed(0)
+    heads = CameraHeads(6, [3, 2, 1]).eval()
+    feat = torch.randn(7, 6); cam = torch.tensor([0, 1, 0, 2, 1, 0, 2]); local = torch.tensor([2, 1, 0, 0, 0, 1, 0])
+    with torch.no_grad():
+        for fc in heads.fcs: fc.weight.normal_()
+    ref = 0.0
+    for x in range(7):  # each image: softmax over its own camera's tracklets only
+        c = int(cam[x]); z = heads.fcs[c](heads.bns[c](feat[x:x + 1]))[0]
+        ref += -(z.log_softmax(0)[local[x]]).item()
+    assert abs(intra_loss(heads, feat, cam, local).item() - ref / 7) < 1e-5
+
+
+def test_each_camera_batchnorm_sees_only_its_camera():
+    torch.manual_seed(0)
+    heads = CameraHeads(5, [2, 2, 2]).train()
+    feat = torch.randn(12, 5); cam = torch.tensor([0, 1, 2] * 4); local = torch.tensor([0, 1] * 6)
+    feat[cam == 1] += 10.0  # camera 1 is far off: it must not leak into the other cameras' statistics
+    intra_loss(heads, feat, cam, local)
+    for c in range(3):
+        x = feat[cam == c]
+        assert torch.allclose(heads.bns[c].running_mean, 0.1 * x.mean(0), atol=1e-6)
+        assert torch.allclose(heads.bns[c].running_var, 0.9 + 0.1 * x.var(0, unbiased=True), atol=1e-5)
+    with pytest.raises(BadInputError, match="camera 2 has one image"):
+        intra_loss(heads, feat[:5], cam[:5], local[:5])
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_edge_precision_brute_force():
+    rng = np.random.default_rng(0)
+    T = 25; cam = rng.integers(0, 3, T); pid = rng.integers(1, 6, T)
+    E = torch.tensor(rng.random((T, T)) * (rng.random((T, T)) < 0.3)); E = torch.maximum(E, E.T); E.fill_diagonal_(1)
+    st = edge_precision(E, cam, pid)
+    pairs = [(a, b) for a in range(T) for b in range(a + 1, T) if cam[a] != cam[b]]
+    edges = [(a, b) for a, b in pairs if E[a, b] > 0]; pos = [(a, b) for a, b in pairs if pid[a] == pid[b]]
+    tp = [(a, b) for a, b in edges if pid[a] == pid[b]]
+    assert st["edges"] == len(edges) and st["precision"] == len(tp) / len(edges) and st["recall"] == len(tp) / len(pos)
+
+
+def test_tracklet_pids_majority():
+    assert tracklet_pids(np.array([1, 1, 1, 0, -1, 2, 2]), np.array([3, 5, 5, 8, 9, 4, 4]), 3).tolist() == [8, 5, 4]
+
+
+# ---------------------------------------------------------------- training: resume equals an uninterrupted run
+def _tiny_data():
+    from reid_nb.sampling import ImageBank
+    from reid_nb.sstt import assume_tracklets
+    g = torch.Generator().manual_seed(0)
+    pid = np.repeat([1, 2, 3, 4], 6); cam = np.tile(np.repeat([0, 1], 3), 4)
+    base = torch.randint(0, 255, (4, 3, 1, 1), generator=g)
+    img = base[pid - 1] + torch.randint(-25, 25, (24, 3, 16, 8), generator=g) + 30 * torch.tensor(cam)[:, None, None, None]
+    lab = assume_tracklets(pid, cam)
+    return UGAData(ImageBank(img.clamp(0, 255).to(torch.uint8)), lab, cam, tracklet_pids(lab.tracklet, pid, lab.n_tracklets))
+
+
+def _fresh():
+    from reid_nb.models import build_backbone
+    torch.manual_seed(0)
+    return build_backbone("small", widths=(4, 8), depth=1)
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    data = _tiny_data()
+    cfg = UGAConfig(ids_per_cam=2, num_instances=2, stage1_epochs=2, stage2_epochs=2, iters_per_epoch=2, k=1, pad=1)
+    bb = _fresh(); heads, h1 = uga.train_stage1(bb, data, cfg, "cpu", ckpt=tmp_path / "a1.pt")
+    h2 = uga.train_stage2(bb, heads, data, cfg, "cpu", ckpt=tmp_path / "a2.pt")
+    ref = {k: v.clone() for k, v in bb.state_dict().items()}
+
+    real = uga.stage2_epoch
+    def crash(state, *a):  # stop the run during its second stage-2 epoch
+        if state["sched"].last_epoch == 1: raise KeyboardInterrupt
+        return real(state, *a)
+    bb2 = _fresh(); heads2, _ = uga.train_stage1(bb2, data, cfg, "cpu", ckpt=tmp_path / "b1.pt")
+    monkeypatch.setattr(uga, "stage2_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        uga.train_stage2(bb2, heads2, data, cfg, "cpu", ckpt=tmp_path / "b2.pt")
+    monkeypatch.setattr(uga, "stage2_epoch", real)
+    bb3 = _fresh(); heads3, _ = uga.train_stage1(bb3, data, cfg, "cpu", ckpt=tmp_path / "b1.pt")  # restored, 0 epochs
+    h2b = uga.train_stage2(bb3, heads3, data, cfg, "cpu", ckpt=tmp_path / "b2.pt")
+    assert [h["loss"] for h in h2b] == [h["loss"] for h in h2]
+    for k, v in bb3.state_dict().items(): assert torch.equal(v, ref[k]), k
+
+
+def test_stage2_rejects_unknown_options():
+    data = _tiny_data()
+    with pytest.raises(BadInputError, match="softmax"):
+        uga.train_stage2(_fresh(), CameraHeads(8, data.labels.n_per_cam), data, UGAConfig(softmax="camera"), "cpu")
