@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['evaluate', 'evaluate_features', 'cluster_metrics', 'ranked_list', 'plot_ranked_list', 'plot_cmc']
 
-# %% ../nbs/50_evaluation.ipynb #e6f53773
+# %% ../nbs/50_evaluation.ipynb #ede21f7c
 import math
 from pathlib import Path
 
@@ -20,38 +20,79 @@ from sklearn.metrics.cluster import contingency_matrix
 from .core import BadInputError
 from .features import as_features, pairwise_distance
 
-# %% ../nbs/50_evaluation.ipynb #b47b5d18
-def _labels(x, n: int, name: str) -> torch.Tensor:
+# %% ../nbs/50_evaluation.ipynb #5eb9193a
+def _labels(x, n: int, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 1 or len(a) != n:
         raise BadInputError(f"{name}: expected {n} labels (one per row/column of the distance), got shape {a.shape}")
     if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all()):
         raise BadInputError(f"{name}: expected integer labels, got dtype {a.dtype}")
-    return torch.as_tensor(a.astype(np.int64))
+    return a.astype(np.int64)
 
-def _match_ranks(d: torch.Tensor,  # (Q, G) distances of a block of queries
-                 qp, qc, gp, gc,  # query / gallery pids and cameras (torch int64, on d's device)
+def _gallery(g_pids: np.ndarray, g_cams: np.ndarray) -> dict:
+    """Gallery labels with the gallery sorted by pid once (to find equal-pid pairs without a dense mask)."""
+    order = np.argsort(g_pids, kind="stable")
+    return dict(pid=g_pids, cam=g_cams, order=order, sorted=g_pids[order])
+
+def _pairs(qp: np.ndarray, gal: dict) -> tuple[np.ndarray, np.ndarray]:
+    """All (query row, gallery index) pairs of equal pid; a query with pid -1 (junk) pairs with nothing."""
+    lo, hi = np.searchsorted(gal["sorted"], qp, "left"), np.searchsorted(gal["sorted"], qp, "right")
+    n = np.where(qp == -1, 0, hi - lo)
+    at = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
+    return np.repeat(np.arange(len(qp)), n), gal["order"][at]
+
+def _keys(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """int64 keys that order (row, value) pairs exactly: row in the high 32 bits, a monotone code of the value below."""
+    if vals.dtype == np.float32:
+        b = (vals + np.float32(0)).view(np.int32).astype(np.int64)  # + 0 turns -0.0 into 0.0
+        code = np.where(b < 0, b ^ 0x7FFFFFFF, b) + 2 ** 31
+    else: code = np.unique(vals, return_inverse=True)[1].ravel()  # float64: exact ranks of the values
+    return (rows.astype(np.int64) << 32) | code
+
+# %% ../nbs/50_evaluation.ipynb #b470cd19
+def _at(d, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """d[r, c] as a NumPy array; d is a NumPy array or a (GPU) tensor."""
+    if isinstance(d, np.ndarray): return d[r, c]
+    return d[torch.as_tensor(r, device=d.device), torch.as_tensor(c, device=d.device)].cpu().numpy()
+
+def _closer(d, thr: np.ndarray, strict: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, values) of the entries of d at most (strict: below) their row's threshold."""
+    if isinstance(d, torch.Tensor):  # on a GPU: compare there, bring back only what passes
+        t = torch.as_tensor(thr, dtype=d.dtype, device=d.device)[:, None]
+        r, c = (d < t if strict else d <= t).nonzero(as_tuple=True)
+        return r.cpu().numpy(), c.cpu().numpy(), d[r, c].cpu().numpy()
+    t = thr.astype(d.dtype)[:, None]
+    flat = np.flatnonzero(d < t if strict else d <= t)
+    r, c = np.divmod(flat, d.shape[1])
+    return r, c, d.reshape(-1)[flat]
+
+def _match_ranks(d,  # (Q, G) distances of a block of queries: NumPy array, or a tensor on a GPU
+                 qp: np.ndarray, qc: np.ndarray,  # the block's query pids and cameras
+                 gal: dict,  # from `_gallery`
                  ties: str = "pessimistic"  # 'pessimistic' or 'optimistic'
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                ) -> tuple[np.ndarray, np.ndarray]:
     """1-based ranks of each query's true matches in its filtered list, ascending (0-padded), and match counts."""
-    same, kept = qp[:, None] == gp[None], (gp != -1)[None]
-    pos = same & (qc[:, None] != gc[None]) & kept
-    m = pos.sum(1)
+    r, j = _pairs(qp, gal)
+    keep = gal["cam"][j] != qc[r]  # same pid, same camera: removed
+    rp, jp = r[keep], j[keep]
+    vp = _at(d, rp, jp)
+    m, thr = np.bincount(rp, minlength=len(qp)), np.full(len(qp), -np.inf)
+    np.maximum.at(thr, rp, vp)  # the farthest match: nothing farther can come before a match
+    rc, cc, vc = _closer(d, thr, strict=ties == "optimistic")
+    wrong = (gal["pid"][cc] != qp[rc]) & (gal["pid"][cc] != -1)  # neither a match, a removed image nor junk
+    rc, vc = rc[wrong], vc[wrong]
+    k = _keys(np.concatenate([rp, rc]), np.concatenate([vp, vc]))
+    below = np.searchsorted(np.sort(k[:len(rp)]), k[len(rp):], "left" if ties == "pessimistic" else "right")
     width = max(1, int(m.max()))
-    pd = torch.full((len(d), width), math.inf, dtype=d.dtype, device=d.device)
-    r, c = pos.nonzero(as_tuple=True)
-    pd[r, torch.arange(len(r), device=d.device) - (m.cumsum(0) - m)[r]] = d[r, c]
-    b = torch.searchsorted(pd.sort(1).values, d.contiguous(), right=(ties == "optimistic"))
-    b.masked_fill_(same | ~kept, width)  # matches and removed images never count as wrong images before a match
-    b += torch.arange(len(d), device=d.device)[:, None] * (width + 1)
-    hist = torch.bincount(b.view(-1), minlength=len(d) * (width + 1)).view(len(d), width + 1)[:, :width]
-    ranks = hist.cumsum(1) + torch.arange(1, width + 1, device=d.device)
-    return ranks.masked_fill_(torch.arange(width, device=d.device)[None] >= m[:, None], 0).cpu(), m.cpu()
+    slot = rc * (width + 1) + below - (np.cumsum(m) - m)[rc]  # below - ...: matches of the row before this image
+    hist = np.bincount(slot, minlength=len(qp) * (width + 1)).reshape(len(qp), width + 1)[:, :width]
+    ranks = hist.cumsum(1) + np.arange(1, width + 1)
+    return np.where(np.arange(width) < m[:, None], ranks, 0), m
 
-# %% ../nbs/50_evaluation.ipynb #d44b8620
-def _scores(ranks: torch.Tensor, m: torch.Tensor) -> dict:
+# %% ../nbs/50_evaluation.ipynb #a52cb949
+def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     """Per query, from its sorted match ranks: first-match rank, AP (standard, trapezoid) and INP."""
-    R, m = ranks.double().numpy(), m.numpy()
+    R = ranks.astype(np.float64)
     k, live, mm = np.arange(1, R.shape[1] + 1), R > 0, np.maximum(m, 1)
     prec = np.where(live, k / np.maximum(R, 1), 0)
     prev = np.where(R > 1, (k - 1) / np.maximum(R - 1, 1), 1.0)
@@ -59,12 +100,23 @@ def _scores(ranks: torch.Tensor, m: torch.Tensor) -> dict:
     return dict(first=R[:, 0], standard=prec.sum(1) / mm, trapezoid=np.where(live, (prev + prec) / 2, 0).sum(1) / mm,
                 inp=m / np.maximum(last, 1), valid=m > 0)
 
-# %% ../nbs/50_evaluation.ipynb #1305602c
-def _block(dist, s: int, e: int, score: bool) -> torch.Tensor:
-    d = torch.as_tensor(dist[s:e])
-    if not d.is_floating_point(): d = d.double()
-    bad = ~torch.isfinite(d).all(1)
-    if bad.any(): raise BadInputError(f"dist: row {s + int(bad.nonzero()[0, 0])} holds NaN or infinite values")
+# %% ../nbs/50_evaluation.ipynb #3a836f83
+def _host(d):
+    """A block as a NumPy float array, unless it is a tensor on a GPU (kept there)."""
+    if isinstance(d, torch.Tensor):
+        d = d.detach()
+        if d.device.type != "cpu": return d if d.is_floating_point() else d.double()
+        d = d.numpy()
+    d = np.asarray(d)
+    return d if d.dtype in (np.float32, np.float64) else d.astype(np.float64)
+
+def _block(dist, s: int, e: int, score: bool):
+    """Rows s:e of dist as distances (negated scores), refusing NaN and infinities."""
+    d = _host(dist[s:e])
+    lib = torch if isinstance(d, torch.Tensor) else np
+    if not lib.isfinite(d.sum()):  # a cheap test first; a sum can overflow, so then look at the values
+        bad = np.flatnonzero(~np.asarray(lib.isfinite(d).all(1).tolist()))
+        if len(bad): raise BadInputError(f"dist: row {s + int(bad[0])} holds NaN or infinite values")
     return -d if score else d
 
 def _summary(parts: list[dict], ap_mode: str, max_rank: int) -> dict:
@@ -86,7 +138,7 @@ def _check_shape(nq: int, ng: int, what: str):
     if nq == 0: raise BadInputError(f"{what}: no queries")
     if ng == 0: raise BadInputError(f"{what}: the gallery is empty")
 
-# %% ../nbs/50_evaluation.ipynb #99e11d5f
+# %% ../nbs/50_evaluation.ipynb #6805c8a4
 def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); NumPy or torch
              q_pids, g_pids,  # (Q,), (G,) identities; gallery -1 = junk (removed), 0 = distractor (kept)
              q_cams, g_cams,  # (Q,), (G,) physical cameras
@@ -102,15 +154,14 @@ def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); N
     nq, ng = dist.shape
     _check_shape(nq, ng, "evaluate")
     qp, qc = _labels(q_pids, nq, "q_pids"), _labels(q_cams, nq, "q_cams")
-    gp, gc = _labels(g_pids, ng, "g_pids"), _labels(g_cams, ng, "g_cams")
+    gal = _gallery(_labels(g_pids, ng, "g_pids"), _labels(g_cams, ng, "g_cams"))
     step, parts = max(1, chunk // ng), []
     for s in range(0, nq, step):
         d = _block(dist, s, s + step, score)
-        parts.append(_scores(*_match_ranks(d, qp[s:s + step].to(d.device), qc[s:s + step].to(d.device),
-                                          gp.to(d.device), gc.to(d.device), ties)))
+        parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
     return _summary(parts, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #9b21706b
+# %% ../nbs/50_evaluation.ipynb #22330f39
 def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
                       q_pids, g_pids, q_cams, g_cams,  # identities and cameras, as in `evaluate`
                       metric: str = "cosine",  # 'cosine' (1 - cos) or 'euclidean' (squared)
@@ -128,16 +179,16 @@ def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
     if metric == "cosine": qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
     qf, gf = qf.to(device), gf.to(device, qf.dtype)
     nq, ng = len(qf), len(gf)
-    qp, qc = _labels(q_pids, nq, "q_pids").to(device), _labels(q_cams, nq, "q_cams").to(device)
-    gp, gc = _labels(g_pids, ng, "g_pids").to(device), _labels(g_cams, ng, "g_cams").to(device)
+    qp, qc = _labels(q_pids, nq, "q_pids"), _labels(q_cams, nq, "q_cams")
+    gal = _gallery(_labels(g_pids, ng, "g_pids"), _labels(g_cams, ng, "g_cams"))
     step, parts = max(1, chunk // ng), []
     for s in range(0, nq, step):
         q = qf[s:s + step]
-        d = torch.mm(q, gf.T).neg_().add_(1) if metric == "cosine" else pairwise_distance(q, gf)
-        parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gp, gc, ties)))
+        d = _host(torch.mm(q, gf.T).neg_().add_(1) if metric == "cosine" else pairwise_distance(q, gf))
+        parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
     return _summary(parts, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #b6ec3e6e
+# %% ../nbs/50_evaluation.ipynb #cd24c01b
 def _harmonic(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
@@ -158,24 +209,25 @@ def _cluster_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
 _CLUSTER_KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_precision", "bcubed_recall",
                  "bcubed_f", "expansion", "nmi")
 
-# %% ../nbs/50_evaluation.ipynb #8726dd0c
+# %% ../nbs/50_evaluation.ipynb #70612520
 def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
                     gt,  # (N,) ground-truth identities
                     noise: str = "cluster",  # -1 handling: 'cluster' (one big cluster) or 'drop' (images removed)
                     cams=None  # (N,) cameras: score each camera alone, average with weights N_c / N
                    ) -> dict:
     """Pairwise and BCubed precision/recall/F, expansion and NMI of `pred` against `gt` (§5.6)."""
-    pred, gt = _labels(pred, len(np.asarray(pred)), "pred").numpy(), _labels(gt, len(np.asarray(pred)), "gt").numpy()
+    pred = _labels(pred, len(np.asarray(pred)), "pred")
+    gt = _labels(gt, len(pred), "gt")
     if noise not in ("cluster", "drop"): raise BadInputError(f"noise={noise!r}: expected 'cluster' or 'drop'")
     keep = pred != -1 if noise == "drop" else np.ones(len(pred), bool)
-    cams = np.zeros(len(pred), np.int64) if cams is None else _labels(cams, len(pred), "cams").numpy()
+    cams = np.zeros(len(pred), np.int64) if cams is None else _labels(cams, len(pred), "cams")
     parts = [(int((keep & (cams == c)).sum()), _cluster_scores(pred[keep & (cams == c)], gt[keep & (cams == c)]))
              for c in np.unique(cams)]
     n = sum(w for w, _ in parts)
     out = {k: (sum(w * s[k] for w, s in parts if w) / n if n else math.nan) for k in _CLUSTER_KEYS}
     return {**out, "n": n, "n_dropped": int((~keep).sum())}
 
-# %% ../nbs/50_evaluation.ipynb #00180684
+# %% ../nbs/50_evaluation.ipynb #e34843f3
 def ranked_list(dist_row,  # (G,) distances of one query (or scores with score=True)
                 q_pid: int, q_cam: int,  # the query's identity and camera
                 g_pids, g_cams,  # (G,) gallery identities and cameras
@@ -200,7 +252,7 @@ def _image(img) -> np.ndarray:
     if a.dtype.kind == "f": a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     return a.squeeze()
 
-# %% ../nbs/50_evaluation.ipynb #ec3ea125
+# %% ../nbs/50_evaluation.ipynb #393bbf3c
 def _tile(ax, img, caption: str, colour: str):
     ax.imshow(_image(img))
     ax.set_xticks([]); ax.set_yticks([])

@@ -6,7 +6,8 @@
 __all__ = ['RESNET50_FILES', 'RESNET50_URL', 'GeM', 'BNNeck', 'conv_bn_relu', 'SmallNet', 'imagenet_weights_path',
            'resnet50_body', 'Backbone', 'load_backbone_weights', 'build_backbone', 'count_params', 'count_macs']
 
-# %% ../nbs/30_models.ipynb #a3eec058
+# %% ../nbs/30_models.ipynb #acbbd0a0
+import copy
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from .core import BadInputError
 
-# %% ../nbs/30_models.ipynb #01554a0b
+# %% ../nbs/30_models.ipynb #9ee28f9d
 class GeM(nn.Module):
     """Generalised-mean pooling with a learnable exponent p: (mean(clamp(x, eps)^p))^(1/p)."""
     def __init__(self,
@@ -34,7 +35,7 @@ class GeM(nn.Module):
 
     def extra_repr(self): return f"p={self.p.item():.4f}, eps={self.eps}"
 
-# %% ../nbs/30_models.ipynb #88f97120
+# %% ../nbs/30_models.ipynb #17475097
 class BNNeck(nn.BatchNorm1d):
     """BatchNorm1d with the weight initialised to 1 and the bias frozen at 0 (Cluster-Contrast / CALR neck)."""
     def __init__(self, dim: int  # feature dimension
@@ -43,7 +44,7 @@ class BNNeck(nn.BatchNorm1d):
         nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
         self.bias.requires_grad_(False)
 
-# %% ../nbs/30_models.ipynb #56152a27
+# %% ../nbs/30_models.ipynb #3077b1ea
 def conv_bn_relu(cin: int,  # input channels
                  cout: int,  # output channels
                 ) -> nn.Sequential:
@@ -66,7 +67,7 @@ class SmallNet(nn.Sequential):
         for m in self.modules():
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-# %% ../nbs/30_models.ipynb #1c004023
+# %% ../nbs/30_models.ipynb #e4ec6260
 RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", "resnet50-11ad3fa6.pth")
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
@@ -90,7 +91,7 @@ def resnet50_body(last_stride: int = 2  # stride of layer4: 2 (torchvision) or 1
     body.out_channels = 2048
     return body
 
-# %% ../nbs/30_models.ipynb #681c5903
+# %% ../nbs/30_models.ipynb #6ab3a25d
 class Backbone(nn.Module):
     """Convolutional body + global pooling: images (B, 3, H, W) -> features (B, out_dim)."""
     def __init__(self,
@@ -108,7 +109,7 @@ class Backbone(nn.Module):
         """Pooled features (B, out_dim)."""
         return self.pool(self.body(x)).flatten(1)
 
-# %% ../nbs/30_models.ipynb #501fc90a
+# %% ../nbs/30_models.ipynb #3410f06f
 def _state_dict_from(path: Path) -> dict:
     """The state dict inside a weight file, unwrapped and without 'module.' prefixes."""
     if not path.is_file(): raise BadInputError(f"weights={str(path)!r}: file not found")
@@ -133,7 +134,7 @@ def load_backbone_weights(backbone: Backbone,  # the module to fill
     backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return backbone
 
-# %% ../nbs/30_models.ipynb #d4677920
+# %% ../nbs/30_models.ipynb #dbe34f12
 def build_backbone(arch: str = "small",  # 'small' (CPU) or 'resnet50'
                    weights: str | Path | None = None,  # None (random), 'imagenet' (local torchvision file) or a path
                    last_stride: int = 2,  # 2 (torchvision, UGA, STGAL) or 1 (CALR)
@@ -151,7 +152,7 @@ def build_backbone(arch: str = "small",  # 'small' (CPU) or 'resnet50'
     if weights is None: return model
     return load_backbone_weights(model, imagenet_weights_path(arch) if weights == "imagenet" else weights)
 
-# %% ../nbs/30_models.ipynb #fca4144e
+# %% ../nbs/30_models.ipynb #49595492
 def count_params(model: nn.Module,  # any module
                  trainable: bool = False,  # count only parameters with requires_grad
                 ) -> int:
@@ -167,11 +168,8 @@ def count_macs(model: nn.Module,  # a module taking images
     def hook(m, inp, out):
         k = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.in_features
         total.append(out[0].numel() * k)
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was = model.training; model.eval()
-    try:
-        with torch.no_grad(): model(torch.zeros(1, 3, height, width, device=next(model.parameters()).device))
-    finally:
-        for h in hs: h.remove()
-        model.train(was)
+    shadow = copy.deepcopy(model).to("meta").eval()  # shapes only: no arithmetic is done
+    for m in shadow.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)): m.register_forward_hook(hook)
+    shadow(torch.zeros(1, 3, height, width, device="meta"))
     return int(sum(total))

@@ -6,7 +6,7 @@
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESAMPLE', 'load_image', 'normalizer', 'ImageBank', 'Augment', 'erase_boxes',
            'identity_pass', 'identity_batches', 'camera_balanced_batches']
 
-# %% ../nbs/20_sampling.ipynb #811224c3
+# %% ../nbs/20_sampling.ipynb #c98d6356
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +18,7 @@ from PIL import Image
 
 from .core import BadInputError, atomic_torch_save, config_hash, progress
 
-# %% ../nbs/20_sampling.ipynb #2b46d3b4
+# %% ../nbs/20_sampling.ipynb #2c7560af
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
@@ -38,7 +38,7 @@ def load_image(path: str | Path,  # image file
         raise BadInputError(f"{p}: cannot decode image ({e})") from e
     return np.asarray(rgb).transpose(2, 0, 1).copy()
 
-# %% ../nbs/20_sampling.ipynb #30a5351d
+# %% ../nbs/20_sampling.ipynb #5e533b95
 def normalizer(mean: tuple = IMAGENET_MEAN,  # per-channel mean of [0, 1] pixels
                std: tuple = IMAGENET_STD,  # per-channel std
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,7 @@ def _decode_all(paths: list[str], height: int, width: int, resample: str, worker
     finally: pool.shutdown(cancel_futures=True)  # a bad file stops the decoding at once
     return out
 
-# %% ../nbs/20_sampling.ipynb #0dc53a2c
+# %% ../nbs/20_sampling.ipynb #13851f97
 class ImageBank:
     """All images of a split as one uint8 tensor (N, 3, H, W), decoded once."""
     def __init__(self,
@@ -76,7 +76,7 @@ class ImageBank:
             raise BadInputError(f"ImageBank images: expected a uint8 tensor (N, 3, H, W), got {images.dtype} "
                                 f"{tuple(images.shape)}")
         self.images, self.paths = images, list(paths) if paths is not None else None
-        self.scale, self.shift = normalizer(mean, std)
+        self.scale, self.shift, self._norm = *normalizer(mean, std), (mean, std)
 
     def __len__(self): return len(self.images)
 
@@ -87,7 +87,7 @@ class ImageBank:
 
     def __repr__(self): return f"ImageBank({len(self)} images, {self.size[0]}x{self.size[1]})"
 
-# %% ../nbs/20_sampling.ipynb #65017661
+# %% ../nbs/20_sampling.ipynb #94f95e18
 @classmethod
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
@@ -109,21 +109,26 @@ def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) 
 
 ImageBank.from_records = _from_records
 
-# %% ../nbs/20_sampling.ipynb #d5a3a336
+# %% ../nbs/20_sampling.ipynb #80d50e78
 def _batch(self, idx,  # row indices (numpy array, list or tensor)
            augment=None,  # an `Augment` (training) or None (test: resize + normalise only)
            device: str | torch.device = "cpu",  # where the batch is built and returned
           ) -> torch.Tensor:
     """Float batch (B, 3, H, W) on `device`, ImageNet-normalised, augmented if `augment` is given."""
-    idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    idx = torch.as_tensor(np.asarray(idx), dtype=torch.long, device=self.images.device)
     x = self.images[idx].to(device, non_blocking=True)
     if augment is not None: x = augment.geometric(x, fill=0)  # flip, pad, crop on uint8 (black = 0)
     x = x.float().mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
     return augment.random_erase(x) if augment is not None else x
 
-ImageBank.batch = _batch
+def _to(self, device: str | torch.device  # where to keep the uint8 images
+       ) -> "ImageBank":
+    """A bank holding its images on `device` (e.g. the GPU, so batches are sliced there)."""
+    return ImageBank(self.images.to(device), self.paths, *self._norm)
 
-# %% ../nbs/20_sampling.ipynb #a98e797e
+ImageBank.batch, ImageBank.to = _batch, _to
+
+# %% ../nbs/20_sampling.ipynb #f57f615b
 class Augment:
     """Batched train-time augmentation of normalised images: flip, pad + random crop, random erasing."""
     def __init__(self,
@@ -144,8 +149,13 @@ class Augment:
             generator = torch.Generator().manual_seed(seed)
         self.generator = generator
 
-    def state_dict(self) -> dict: return {"generator": self.generator.get_state()}
-    def load_state_dict(self, sd: dict): self.generator.set_state(sd["generator"])
+    def state_dict(self) -> dict:
+        """The generator state (checkpointed by `run_epochs`)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, sd: dict):
+        """Restore the generator state."""
+        self.generator.set_state(sd["generator"])
 
     def __call__(self, x: torch.Tensor  # normalised images (B, 3, H, W)
                 ) -> torch.Tensor:
@@ -161,7 +171,7 @@ class Augment:
 
     def __repr__(self): return f"Augment(flip={self.flip}, pad={self.pad}, crop={self.crop}, erase={self.erase})"
 
-# %% ../nbs/20_sampling.ipynb #cee99a87
+# %% ../nbs/20_sampling.ipynb #137d5581
 def _rand(self, *shape) -> torch.Tensor:
     """Uniform [0, 1) numbers from the augmentation's generator (CPU)."""
     return torch.rand(shape, generator=self.generator)
@@ -183,13 +193,14 @@ def _pad_crop(self, x: torch.Tensor, fill=0) -> torch.Tensor:
     left = torch.randint(0, 2 * p + 1, (B,), generator=self.generator).tolist()
     out = torch.empty_like(x); out[:] = fill.to(x.device) if torch.is_tensor(fill) else fill
     for b, (i, j) in enumerate(zip(top, left)):
+        if abs(i - p) >= H or abs(j - p) >= W: continue  # the crop lies entirely in the padding
         (rd, rs), (cd, cs) = _shift(H, i - p), _shift(W, j - p)
         out[b, :, rd, cd] = x[b, :, rs, cs]
     return out
 
 Augment._rand, Augment.flip_batch, Augment.pad_crop = _rand, _flip_batch, _pad_crop
 
-# %% ../nbs/20_sampling.ipynb #31d30842
+# %% ../nbs/20_sampling.ipynb #285eac86
 def erase_boxes(n: int,  # number of images
                 height: int,  # image height
                 width: int,  # image width
@@ -220,7 +231,7 @@ def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
 
 Augment.random_erase = _random_erase
 
-# %% ../nbs/20_sampling.ipynb #63a2696b
+# %% ../nbs/20_sampling.ipynb #adb661e6
 def _members(labels: np.ndarray) -> list[np.ndarray]:
     """Indices of each label >= 0, in label order."""
     keep = np.flatnonzero(labels >= 0)
@@ -256,7 +267,7 @@ def identity_pass(labels: np.ndarray,  # pseudo label per image, -1 = not used
     return np.concatenate([_identity_draw(groups[g], cams[groups[g]], num_instances, rng)
                            for g in rng.permutation(len(groups))])
 
-# %% ../nbs/20_sampling.ipynb #d4df1096
+# %% ../nbs/20_sampling.ipynb #916f4936
 def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = excluded
                      cams: np.ndarray,  # camera per image
                      batch_size: int,  # images per batch (CALR: 256; intra stage 64)
@@ -276,7 +287,7 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
             yield stream[b * batch_size:(b + 1) * batch_size]; done += 1
         if n_batches is None: return
 
-# %% ../nbs/20_sampling.ipynb #e22b1905
+# %% ../nbs/20_sampling.ipynb #17582852
 class _Cycle:
     """Draws k items at a time from a random permutation of n items, renewed when it runs out."""
     def __init__(self, n: int, rng: np.random.Generator): self.n, self.rng, self.queue = n, rng, np.empty(0, int)
@@ -294,7 +305,7 @@ def _pick(index: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k images of one tracklet, with replacement only when it has fewer than k."""
     return rng.choice(index, size=k, replace=len(index) < k)
 
-# %% ../nbs/20_sampling.ipynb #76b4d581
+# %% ../nbs/20_sampling.ipynb #05c50628
 def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per image (unique within its camera), -1 = unused
                             cams: np.ndarray,  # camera per image
                             ids_per_cam: int = 4,  # P tracklets per camera per batch

@@ -8,13 +8,13 @@ __all__ = ['PRESETS', 'WORLD', 'IDENTITY', 'CAMERA', 'WALK', 'BOXES', 'RENDER', 
            'GENERATOR_VERSION', 'IMAGE_COLUMNS', 'TRAVEL_DEFINITION', 'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS',
            'WorldConfig', 'world_config', 'seq_len_frames', 'check_config', 'knobs', 'stream', 'make_identity',
            'make_identities', 'scene_strip', 'make_camera', 'make_cameras', 'camera_graph', 'true_components',
-           'mixture_cdf', 'mixture_pdf', 'walk', 'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou',
-           'simulate', 'market_name', 'boxes_table', 'new_canvas', 'compose', 'paint_person', 'gaussian_blur',
-           'camera_look', 'render_image', 'World', 'build_world', 'render_world', 'world_json', 'world_hash',
-           'write_truth', 'readme_text', 'make_world', 'read_table', 'load_truth', 'travel_components',
+           'mixture_cdf', 'mixture_pdf', 'next_camera_probs', 'walk', 'detect', 'accepted_walk', 'local_clock',
+           'box_rank', 'box_iou', 'simulate', 'market_name', 'boxes_table', 'new_canvas', 'compose', 'paint_person',
+           'gaussian_blur', 'camera_look', 'render_image', 'World', 'build_world', 'render_world', 'world_json',
+           'world_hash', 'write_truth', 'readme_text', 'make_world', 'read_table', 'load_truth', 'travel_components',
            'truth_statistics', 'synth_world', 'real_root', 'open_dataset']
 
-# %% ../nbs/11_synth.ipynb #9a4c7913
+# %% ../nbs/11_synth.ipynb #e741875e
 import csv
 import fcntl
 import json
@@ -32,7 +32,7 @@ from scipy.special import ndtr
 
 from .core import BadInputError, atomic_write_text, config_hash, data_root, progress
 
-# %% ../nbs/11_synth.ipynb #77e9a121
+# %% ../nbs/11_synth.ipynb #46517659
 @dataclass(frozen=True)
 class WorldConfig:
     """Every knob of the synthetic world; the defaults are the preset 'default' (DATA.md D.2)."""
@@ -66,20 +66,26 @@ PRESETS = {
     "market-mini": dict(n_train_ids=375, n_test_ids=375, n_single_ids=150, duration_min=240.0,
                         last_cam_offset_s=3180.0),
     "duke-like": dict(n_cams=8, n_lowres=0, topology="corridor", fps=60, det_step=120, duration_min=85.0,
-                      seq_minutes=(90,), n_single_ids=90, dwell_median_s=13.0, p_detect=0.9, p_revisit=0.0,
-                      exit_prob_scale=0.3, frac_distractor=0.0, frac_junk=0.0),
+                      seq_minutes=(90,), n_single_ids=90, dwell_median_s=14.0, p_detect=0.9, p_revisit=0.0,
+                      exit_prob_scale=0.27, frac_distractor=0.0, frac_junk=0.0),
 }
 
-# %% ../nbs/11_synth.ipynb #77b52293
+# %% ../nbs/11_synth.ipynb #e373df9c
 def _coerce(name: str, value, default):
-    """`value` converted to the type of the field's default (strings come from the command line)."""
-    if isinstance(default, tuple):
-        if isinstance(value, str): value = [float(v) for v in value.replace("(", "").replace(")", "").split(",") if v]
-        return tuple(value)
-    if isinstance(value, str) and not isinstance(default, str):
-        try: return type(default)(float(value) if isinstance(default, float) else int(value))
-        except ValueError: raise BadInputError(f"{name}={value!r}: expected a {type(default).__name__}") from None
-    return value
+    """`value` as the type of the field's default (command-line strings are parsed)."""
+    kind = type(default)
+    try:
+        if kind is str:
+            if not isinstance(value, str): raise TypeError
+            return value
+        if kind is tuple:
+            items = [float(v) for v in (value.strip("()").split(",") if isinstance(value, str) else value)]
+            return tuple(int(v) if v.is_integer() else v for v in items)
+        number = float(value)
+        if kind is int and not number.is_integer(): raise ValueError
+        return kind(number)
+    except (TypeError, ValueError):
+        raise BadInputError(f"WorldConfig.{name}={value!r}: expected {kind.__name__}") from None
 
 def world_config(preset: str = "default",  # a name in PRESETS
                  **overrides,  # WorldConfig fields to change, e.g. n_cams=4
@@ -89,12 +95,11 @@ def world_config(preset: str = "default",  # a name in PRESETS
     valid = {f.name: f.default for f in fields(WorldConfig)}
     unknown = sorted(set(overrides) - set(valid))
     if unknown: raise BadInputError(f"WorldConfig has no field {', '.join(unknown)}; valid fields: {', '.join(valid)}")
-    values = {**PRESETS[preset], **overrides}
-    cfg = WorldConfig(**{k: _coerce(k, v, valid[k]) for k, v in values.items()})
+    cfg = WorldConfig(**{**PRESETS[preset], **{k: _coerce(k, v, valid[k]) for k, v in overrides.items()}})
     check_config(cfg)
     return cfg
 
-# %% ../nbs/11_synth.ipynb #2897d732
+# %% ../nbs/11_synth.ipynb #4c366946
 def seq_len_frames(cfg: WorldConfig  # the world's configuration
                   ) -> list[int]:
     """Frames per sequence of each camera (constant within a camera)."""
@@ -125,7 +130,7 @@ def check_config(cfg: WorldConfig):
         raise BadInputError(f"WorldConfig.seq_minutes {cfg.seq_minutes}: every sequence must hold <= 999,999 frames "
                             f"and the recording must fit in <= 9 sequences per camera")
 
-# %% ../nbs/11_synth.ipynb #005accb3
+# %% ../nbs/11_synth.ipynb #7f347caf
 def knobs(cfg: WorldConfig  # the world's configuration
          ) -> dict:
     """The mechanism strengths that `cfg.difficulty` sets (DATA.md D.8)."""
@@ -136,7 +141,7 @@ def knobs(cfg: WorldConfig  # the world's configuration
                 travel_sigma_scale=1 + d, arrival_window_s=0.9 * cfg.duration_min * 60 / (1 + 2 * d),
                 p_crowd=0.05 + 0.15 * d)
 
-# %% ../nbs/11_synth.ipynb #b8b48acf
+# %% ../nbs/11_synth.ipynb #45739667
 WORLD, IDENTITY, CAMERA, WALK, BOXES, RENDER = range(6)
 
 def stream(seed: int,  # the world's seed
@@ -145,7 +150,7 @@ def stream(seed: int,  # the world's seed
     """An independent generator for one purpose, derived from `seed` by SeedSequence spawn keys."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
-# %% ../nbs/11_synth.ipynb #93349975
+# %% ../nbs/11_synth.ipynb #400cb140
 SKIN = ((255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36))
 HAIR = ((20, 20, 20), (60, 40, 20), (110, 70, 30), (185, 150, 90), (130, 130, 130))
 TOPS = ((200, 30, 30), (30, 60, 190), (20, 30, 80), (30, 140, 50), (230, 200, 40), (235, 235, 235),
@@ -160,6 +165,7 @@ VIEWS = ("front", "back", "left", "right")
 SPEED_SIGMA = 0.12  # sigma of log(speed): speed = 1.3 m/s / speed_factor
 
 def _colour(rng, palette, sd):
+    """A palette colour plus Gaussian jitter, clipped to 0..255."""
     return np.clip(np.asarray(palette[rng.integers(len(palette))], float) + rng.normal(0, sd, 3), 0, 255)
 
 def make_identity(rng: np.random.Generator  # the identity's own stream
@@ -176,7 +182,7 @@ def make_identity(rng: np.random.Generator  # the identity's own stream
                 bag_side=str(rng.choice(["left", "right"])), hat=bool(rng.random() < 0.15),
                 hat_colour=_colour(rng, TOPS, 20), group=-1)
 
-# %% ../nbs/11_synth.ipynb #3c33c657
+# %% ../nbs/11_synth.ipynb #b7922645
 def make_identities(cfg: WorldConfig,  # the world's configuration
                     seed: int,  # the world's seed
                    ) -> list[dict]:
@@ -193,7 +199,7 @@ def make_identities(cfg: WorldConfig,  # the world's configuration
         p["group"] = g
     return people
 
-# %% ../nbs/11_synth.ipynb #b93bac2b
+# %% ../nbs/11_synth.ipynb #aacba0e0
 def scene_strip(rng: np.random.Generator,  # the camera's stream
                 height: int,  # crop height
                 width: int = 512,  # strip width
@@ -214,7 +220,7 @@ def scene_strip(rng: np.random.Generator,  # the camera's stream
     img += rng.normal(0, 6, (height, width, 1)) + rng.normal(0, 2, (height, width, 3))
     return np.clip(img, 0, 255).astype(np.float32)
 
-# %% ../nbs/11_synth.ipynb #4af3f132
+# %% ../nbs/11_synth.ipynb #cab9667b
 def make_camera(cfg: WorldConfig,  # the world's configuration
                 c: int,  # 0-based camera index
                 rng: np.random.Generator,  # the camera's stream
@@ -237,7 +243,7 @@ def make_cameras(cfg: WorldConfig, seed: int) -> list[dict]:
     """Every camera of the world, each from its own stream."""
     return [make_camera(cfg, c, stream(seed, CAMERA, c)) for c in range(cfg.n_cams)]
 
-# %% ../nbs/11_synth.ipynb #2164652c
+# %% ../nbs/11_synth.ipynb #86f3e31f
 _CLASSES = ("hub", "near", "hub", "far", "hub", "side")
 _MEDIANS = {"hub": (3, 6), "near": (18, 30), "far": (55, 90), "side": (8, 45)}
 _MODES = ((0.65, 1.0, 0.25), (0.25, 2.5, 0.30), (0.10, 8.0, 0.50))  # (weight, x median, sigma_walk)
@@ -261,7 +267,7 @@ def _pair_medians(cfg: WorldConfig, rng: np.random.Generator) -> np.ndarray:
             m[i, j] = m[j, i] = rng.uniform(*_MEDIANS[cls]) if cfg.topology == "market" else rng.uniform(5, 30)
     return m * rng.uniform(0.9, 1.1, (C, C))
 
-# %% ../nbs/11_synth.ipynb #34623a9a
+# %% ../nbs/11_synth.ipynb #92c2c678
 def camera_graph(cfg: WorldConfig,  # the world's configuration
                  seed: int,  # the world's seed
                 ) -> dict:
@@ -276,9 +282,9 @@ def camera_graph(cfg: WorldConfig,  # the world's configuration
     modes = _MODES if cfg.topology == "market" else ((1.0, 1.0, 0.25),)
     mix = {(i, j): [(wk, med[i, j] * f, sk * s) for wk, f, sk in modes] for i in range(C) for j in range(C) if adj[i, j]}
     mix.update({(i, i): [(wk, mk, sk * s) for wk, mk, sk in _LOITER] for i in range(C) if cfg.p_revisit > 0})
-    return dict(P=P, entry=np.full(C, 1 / C), mix=mix)
+    return dict(P=P, entry=np.full(C, 1 / C), mix=mix, non_backtracking=cfg.topology == "corridor")
 
-# %% ../nbs/11_synth.ipynb #6e013e38
+# %% ../nbs/11_synth.ipynb #cdc4e9f9
 def true_components(walk_mix: list,  # [(weight, median_s, sigma_walk)] of one ordered pair
                    ) -> list[dict]:
     """The true travel-time mixture over people: each walking sigma widened by the speed spread."""
@@ -300,13 +306,27 @@ def mixture_pdf(components: list[dict],  # [{'weight', 'median_s', 'sigma'}] as 
     z = lambda c: (np.log(t) - np.log(c["median_s"])) / c["sigma"]
     return sum(c["weight"] * np.exp(-0.5 * z(c) ** 2) / (t * c["sigma"] * np.sqrt(2 * np.pi)) for c in components)
 
-# %% ../nbs/11_synth.ipynb #c7b36c96
+# %% ../nbs/11_synth.ipynb #8529e0f2
 _MIRROR = np.array([1, 0, 3, 2])  # front<->back, left<->right
 
 def _sample_travel(rng, mix):
+    """One walking time (s) from a mixture [(weight, median, sigma_walk)]."""
     w, m, s = np.array(mix).T
     k = rng.choice(len(w), p=w / w.sum())
     return float(m[k] * np.exp(rng.normal(0, s[k])))
+
+def next_camera_probs(graph: dict,  # camera_graph(...)
+                      cam: int,  # the camera just left
+                      prev: int,  # the camera before it (-1: none)
+                     ) -> np.ndarray:
+    """P(next camera or exit): the row P[cam]; in a corridor the way back is closed (dead end: exit)."""
+    p = graph["P"][cam].copy()
+    if not graph["non_backtracking"] or prev < 0 or prev == cam: return p
+    C, go = len(p) - 1, p[:-1].sum()
+    p[prev] = 0
+    if p[:C].sum() == 0: return np.r_[np.zeros(C), 1.0]
+    p[:C] *= go / p[:C].sum()
+    return p
 
 def walk(rng: np.random.Generator,  # the identity's walk stream
          cfg: WorldConfig,  # the world's configuration
@@ -323,7 +343,7 @@ def walk(rng: np.random.Generator,  # the identity's walk stream
         view = int(_MIRROR[view]) if rng.random() < 0.5 else view
         t_leave = t + cfg.dwell_median_s * math.exp(rng.normal(0, 0.6))
         visits.append((cam, t, t_leave, travel, prev, view))
-        nxt = int(rng.choice(C + 1, p=graph["P"][cam]))
+        nxt = int(rng.choice(C + 1, p=next_camera_probs(graph, cam, prev)))
         if nxt == C: break
         travel = _sample_travel(rng, graph["mix"][(cam, nxt)]) * speed_factor
         t, cam, prev = t_leave + travel, nxt, cam
@@ -341,11 +361,12 @@ def detect(rng: np.random.Generator,  # the identity's walk stream
         vi += [k] * len(frames); g += frames.tolist()
     return np.array(vi, int), np.array(g, np.int64)
 
-# %% ../nbs/11_synth.ipynb #d5216a34
+# %% ../nbs/11_synth.ipynb #05fa3c27
 TRAIN, TEST, SINGLE = 0, 1, 2
 ROLES = ("train", "test", "single")
 
 def _accepted(visits, vi, role) -> bool:
+    """Whether the detections of a walk satisfy the role's camera rule."""
     cams, counts = np.unique([visits[k][0] for k in vi], return_counts=True)
     if role == SINGLE: return len(cams) == 1
     return len(cams) >= 2 if role == TRAIN else (counts >= 2).sum() >= 2
@@ -366,7 +387,7 @@ def accepted_walk(cfg: WorldConfig,  # the world's configuration
     raise BadInputError(f"WorldConfig: no {ROLES[role]} walk seen by enough cameras in {tries} tries; "
                         "raise p_detect or dwell_median_s, or lower exit_prob_scale")
 
-# %% ../nbs/11_synth.ipynb #d28fd3ab
+# %% ../nbs/11_synth.ipynb #285faef7
 def local_clock(g,  # global frames
                 seq_len: int,  # frames per sequence of the camera
                 offset: int,  # the camera's clock offset in frames
@@ -375,7 +396,7 @@ def local_clock(g,  # global frames
     l = np.asarray(g, np.int64) + offset
     return l // seq_len + 1, l % seq_len + 1
 
-# %% ../nbs/11_synth.ipynb #9a506401
+# %% ../nbs/11_synth.ipynb #4e9fd937
 def _group_first(rng, *keys) -> np.ndarray:
     """Index of one random row per distinct combination of `keys`."""
     order = np.lexsort((rng.random(len(keys[0])), *reversed(keys)))
@@ -402,7 +423,7 @@ def box_iou(dx, dy, scale, w: int, h: int) -> np.ndarray:
     inter = ix * iy
     return inter / (w * h * (1 + scale ** 2) - inter)
 
-# %% ../nbs/11_synth.ipynb #4d9493e1
+# %% ../nbs/11_synth.ipynb #bbd849ce
 def simulate(cfg: WorldConfig,  # the world's configuration
              seed: int,  # the world's seed
              people: list[dict],  # make_identities(...)
@@ -423,7 +444,7 @@ def simulate(cfg: WorldConfig,  # the world's configuration
     dets = {c: np.array(a) for c, a in zip(("ident", "visit", "cam", "g", "view"), zip(*D))}
     return {**visits, "role": roles[visits["ident"]]}, {**dets, "role": roles[dets["ident"]]}
 
-# %% ../nbs/11_synth.ipynb #a12eea73
+# %% ../nbs/11_synth.ipynb #c21b82ab
 def _person_boxes(cfg, kn, dets, rng) -> dict:
     """Detections as boxes: split, query choice, detector jitter."""
     n, split = len(dets["g"]), np.where(dets["role"] == TRAIN, "train", "gallery").astype(object)
@@ -448,7 +469,7 @@ def _extra_boxes(cfg, boxes, rng) -> dict:
     return {**out, "visit": np.full(len(at), -1), "role": np.full(len(at), -1), "split": np.full(len(at), "gallery", object),
             "kind": kind, "dx": dx, "dy": np.zeros(len(at)), "scale": np.ones(len(at))}
 
-# %% ../nbs/11_synth.ipynb #5b076cc7
+# %% ../nbs/11_synth.ipynb #0075f1c3
 def _pid_numbers(n: int, seed: int) -> np.ndarray:
     """Market-style pids 1..n, a random interleaving of the roles."""
     return stream(seed, WORLD, BOXES).permutation(n) + 1
@@ -487,15 +508,18 @@ def _named(cfg, cams, b) -> dict:
     folder = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
     b["file"] = np.array([f"{folder[s]}/{market_name(*a)}" for s, *a in
                           zip(b["split"], b["pid"], b["cam"], b["seq"], b["frame"], b["bbox"])], object)
-    b["global_frame"], b["t_sec"] = b.pop("g"), None
-    b["t_sec"] = b["global_frame"] / cfg.fps
+    b["global_frame"] = b.pop("g"); b["t_sec"] = b["global_frame"] / cfg.fps
     order = np.argsort(b["file"].astype(str), kind="stable")
-    if len(set(b["file"])) != len(b["file"]): raise AssertionError("duplicate file names in the world")
+    if len(set(b["file"])) != len(b["file"]): raise RuntimeError("internal error: two boxes got the same file name")
     return {k: v[order] for k, v in b.items()}
 
-# %% ../nbs/11_synth.ipynb #35be02a0
-def _ell(y, x, cy, cx, ry, rx): return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
-def _rect(y, x, y0, y1, x0, x1): return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
+# %% ../nbs/11_synth.ipynb #435075c6
+def _ell(y, x, cy, cx, ry, rx):
+    """Mask of an axis-aligned ellipse."""
+    return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
+def _rect(y, x, y0, y1, x0, x1):
+    """Mask of an axis-aligned rectangle."""
+    return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
 
 def _limb(y, x, y0, x0, angle, length, half):
     """A rotated bar hanging from (y0, x0); positive angles swing it towards +x."""
@@ -513,7 +537,7 @@ def _top_pattern(p, view, y, x, Y, X):
     if kind == "logo" and view == "front": return _ell(y, x, 0.3, 0, 0.045, 0.045)
     return np.zeros((len(Y), len(X[0])), bool)
 
-# %% ../nbs/11_synth.ipynb #b89cce44
+# %% ../nbs/11_synth.ipynb #1194501d
 def _legs_arms(p, side, phase, y, x, tw):
     """(near legs, near arms, far legs, far arms): legs swing about the hip, arms in counter-phase."""
     swing = 0.35 * p["stride"] * math.sin(phase)
@@ -535,7 +559,7 @@ def _paint_limbs(put, p, legs, arms, y, dim):
         put(arm, p["top"] * dim)
         if not p["long_sleeves"]: put(arm & (y > 0.29), p["skin"] * dim)
 
-# %% ../nbs/11_synth.ipynb #7e3207c5
+# %% ../nbs/11_synth.ipynb #77e5d744
 def _paint_head(put, p, view, y, x):
     """Face or back of the head, hair (short or long) and hat."""
     side = view in ("left", "right")
@@ -560,7 +584,7 @@ def _paint_bags(put, p, view, phase, y, x, tw):
         a = -0.35 * p["stride"] * math.sin(phase); hy, hx = 0.17 + 0.32 * math.cos(a), 0.32 * math.sin(a)
         put(_rect(y, x, hy, hy + 0.08, hx - 0.03, hx + 0.03), c)
 
-# %% ../nbs/11_synth.ipynb #67310810
+# %% ../nbs/11_synth.ipynb #341b2d38
 def new_canvas(height: int, width: int) -> dict:
     """An empty label-map canvas: labels (0 = background), palette, shading."""
     return dict(lab=np.zeros((height, width), np.uint8), pal=[np.zeros(3)], shade=np.ones((height, width), np.float32))
@@ -600,7 +624,7 @@ def paint_person(canvas: dict,  # new_canvas(...), painted in place
     np.copyto(canvas["shade"], np.clip(1 - 0.35 * (x / (tw + 0.07)) ** 2, 0.55, 1).astype(np.float32), where=body)
     return body
 
-# %% ../nbs/11_synth.ipynb #58fe576d
+# %% ../nbs/11_synth.ipynb #9a6bf278
 def gaussian_blur(x: np.ndarray,  # float (H, W, 3) image
                   sigma: float,  # standard deviation in pixels
                  ) -> np.ndarray:
@@ -632,8 +656,10 @@ def camera_look(img: np.ndarray,  # float (H, W, 3) image in 0..255
     if cam["blur"] > 0.3: x = gaussian_blur(x, cam["blur"])
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
-# %% ../nbs/11_synth.ipynb #c7fb3206
-def _gait_phase(p, t_sec): return p["phase0"] + 2 * math.pi * t_sec / (0.8 + 0.6 * p["stride"])
+# %% ../nbs/11_synth.ipynb #a05a7ea2
+def _gait_phase(p, t_sec):
+    """The gait phase of person `p` at time `t_sec` (one stride cycle every 0.8 + 0.6 stride seconds)."""
+    return p["phase0"] + 2 * math.pi * t_sec / (0.8 + 0.6 * p["stride"])
 
 def _other(world, rng, row):
     """Another person (crowd or occluder): a random identity, view and gait phase."""
@@ -663,7 +689,7 @@ def render_image(world: "World",  # build_world(...)
         img[y0:, xa:] = cam["object_colour"] * np.linspace(0.7, 1.1, H - y0)[:, None, None]
     return camera_look(img, cam, row["t_sec"], cfg.duration_min * 60, rng)
 
-# %% ../nbs/11_synth.ipynb #8efb047e
+# %% ../nbs/11_synth.ipynb #a98750a7
 @dataclass
 class World:
     """Everything decided about a world before rendering: config, seed, people, cameras, graph, visits, images."""
@@ -683,13 +709,15 @@ def build_world(cfg: WorldConfig,  # world_config(...)
     visits, dets = simulate(cfg, seed, people, cams, graph)
     return World(cfg, seed, people, cams, graph, visits, boxes_table(cfg, seed, people, cams, dets))
 
-# %% ../nbs/11_synth.ipynb #6d3cf775
+# %% ../nbs/11_synth.ipynb #85e0527c
 _WORKER = {}
 
 def _init_worker(world, root):
+    """Hand the world to a rendering process."""
     _WORKER.update(world=world, root=root)
 
 def _render_rows(rows: list) -> int:
+    """Render and save the images of `rows`; return how many."""
     world, root = _WORKER["world"], _WORKER["root"]
     for k in rows:
         q = world.cams[world.images["cam"][k]]["jpeg_q"]
@@ -711,7 +739,7 @@ def render_world(world: World,  # build_world(...)
     with ctx.Pool(workers, _init_worker, (world, root)) as pool:
         for _ in progress(pool.imap_unordered(_render_rows, chunks), "render", total=len(chunks)): pass
 
-# %% ../nbs/11_synth.ipynb #2983bed5
+# %% ../nbs/11_synth.ipynb #a1636c0f
 GENERATOR_VERSION = 1  # bump when the generator's output changes: cached worlds are then rebuilt
 IMAGE_COLUMNS = ("file", "pid", "split", "cam", "seq", "frame", "global_frame", "t_sec", "visit", "view",
                  "occlusion", "jitter", "group", "kind", "role", "bbox", "dx", "dy", "scale", "iou", "occluder", "crowd",
@@ -723,6 +751,7 @@ TRAVEL_DEFINITION = ("travel_s = t_enter(next visit) - t_leave(previous visit): 
                      "undetected parts of both dwell times. from == to is a loiter-and-return.")
 
 def _csv_text(cols: dict) -> str:
+    """CSV text of equal-length columns (floats in full, NaN as empty, booleans as 0/1)."""
     def cell(v):
         if isinstance(v, (bool, np.bool_)): return str(int(v))
         if isinstance(v, (float, np.floating)): return "" if v != v else repr(float(v))
@@ -730,9 +759,11 @@ def _csv_text(cols: dict) -> str:
     rows = [",".join(cols)] + [",".join(cell(v) for v in r) for r in zip(*cols.values())]
     return "\n".join(rows) + "\n"
 
-def _hex(c): return "#%02x%02x%02x" % tuple(int(round(v)) for v in c)
+def _hex(c):
+    """An RGB colour as #rrggbb."""
+    return "#%02x%02x%02x" % tuple(int(round(v)) for v in c)
 
-# %% ../nbs/11_synth.ipynb #ab3028ce
+# %% ../nbs/11_synth.ipynb #9e8fca52
 def world_json(world: World) -> dict:
     """The world's description: config, seed, clock, cameras, transition matrix, true travel-time mixtures."""
     cfg = world.cfg; C = cfg.n_cams
@@ -748,7 +779,8 @@ def world_json(world: World) -> dict:
                 clock="l = global_frame + clock_offset_frames[cam]; seq = l // seq_len[cam] + 1; "
                       "frame = l % seq_len[cam] + 1 (cam 0-based, c{cam+1} in names)",
                 cameras=cams, transition=dict(matrix=world.graph["P"].tolist(), columns=f"cameras 0..{C - 1}, then exit",
-                                              entry=world.graph["entry"].tolist()),
+                                              entry=world.graph["entry"].tolist(),
+                                              non_backtracking=bool(world.graph["non_backtracking"])),
                 travel=dict(unit="s", definition=TRAVEL_DEFINITION, speed_sigma=SPEED_SIGMA, pairs=pairs),
                 counts={s: int((world.images["split"] == s).sum()) for s in ("train", "gallery", "query")})
 
@@ -756,8 +788,9 @@ def world_hash(cfg: WorldConfig, seed: int) -> str:
     """The hash naming a world: config, seed and generator version."""
     return config_hash(dict(config=asdict(cfg), seed=seed, version=GENERATOR_VERSION))
 
-# %% ../nbs/11_synth.ipynb #48126e46
+# %% ../nbs/11_synth.ipynb #931ef785
 def _people_table(world: World) -> dict:
+    """The identities as columns: pid, role, every attribute (colours as #rrggbb), images and cameras."""
     pids = _pid_numbers(len(world.people), world.seed); im = world.images; person = im["kind"] == "person"
     roles = np.repeat([TRAIN, TEST, SINGLE], [world.cfg.n_train_ids, world.cfg.n_test_ids, world.cfg.n_single_ids])
     cols = {"pid": pids, "role": [ROLES[r] for r in roles]}
@@ -784,7 +817,7 @@ def write_truth(world: World,  # build_world(...)
              "readme.txt": readme_text(world)}
     for name, text in files.items(): atomic_write_text(root / name, text)
 
-# %% ../nbs/11_synth.ipynb #a7b92649
+# %% ../nbs/11_synth.ipynb #404a5d57
 def readme_text(world: World) -> str:
     """A readme in the spirit of Market-1501's, describing this world."""
     cfg, n = world.cfg, world_json(world)["counts"]
@@ -806,7 +839,7 @@ tracklets.csv: the visit (tracklet) id of every person image. world/: the ground
 visits.csv, world.json with per-camera parameters, the transition matrix and the true travel-time mixtures).
 """
 
-# %% ../nbs/11_synth.ipynb #f9147bd0
+# %% ../nbs/11_synth.ipynb #c8cb4925
 def _replace_dir(tmp: Path, out: Path):
     """Move `tmp` to `out`, replacing an old world there."""
     if out.exists():
@@ -822,7 +855,7 @@ def make_world(out: Path | str,  # folder to write (created; an old world there 
               ) -> Path:
     """Build a world in the Market-1501 layout plus ground truth; return its folder."""
     cfg, out = world_config(preset, **overrides), Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "world" / "world.json").exists():
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / "world" / "world.json").exists():
         raise BadInputError(f"{out}: exists and is not a synthetic world; choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     world = build_world(cfg, seed)
@@ -833,7 +866,7 @@ def make_world(out: Path | str,  # folder to write (created; an old world there 
         shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
-# %% ../nbs/11_synth.ipynb #0a6d9b5d
+# %% ../nbs/11_synth.ipynb #c43692c6
 def _column(values: list[str]) -> np.ndarray:
     """A CSV column as int64, else float64 ('' = NaN), else str."""
     for kind in (np.int64, np.float64):
@@ -863,7 +896,7 @@ def travel_components(world: dict,  # world.json as a dict (load_truth(root)['wo
     """The true travel-time mixture of the ordered pair (i, j); [] when people never walk i -> j directly."""
     return next((p["components"] for p in world["travel"]["pairs"] if (p["from"], p["to"]) == (i, j)), [])
 
-# %% ../nbs/11_synth.ipynb #fd8a66f6
+# %% ../nbs/11_synth.ipynb #8342dc22
 from .core import PROFILES
 from .data import MARKET1501_PUBLISHED, load_dataset
 
@@ -871,12 +904,13 @@ MARKET_EXTRA = {"imgs_per_visit": 2.29, "gallery_share_0000": 2798 / 19732, "gal
                 "queries_per_test_id": 3368 / 750, "gallery_good_per_query": 13115 / 3368}
 
 def _per_id(pid, cam) -> dict:
+    """Identities, images, and per-identity image and camera counts."""
     ids, per_id = np.unique(pid, return_counts=True)
     pairs, per_pair = np.unique(np.stack([pid, cam]), axis=1, return_counts=True)
     return dict(ids=len(ids), images=len(pid), imgs_per_id=per_id.mean(), imgs_per_id_median=np.median(per_id),
                 cams_per_id=per_pair.size / max(1, len(ids)), imgs_per_id_cam=per_pair.mean())
 
-# %% ../nbs/11_synth.ipynb #89248893
+# %% ../nbs/11_synth.ipynb #15e57db9
 def truth_statistics(images: dict  # load_truth(root)['images'] or build_world(...).images
                     ) -> list[dict]:
     """Rows (group, statistic, synthetic, market1501) of the statistics DATA.md B.1 asks a world to mirror."""
@@ -898,7 +932,7 @@ def truth_statistics(images: dict  # load_truth(root)['images'] or build_world(.
     rows += [dict(group="single-camera ids", statistic="ids", synthetic=float(len(np.unique(pid[single]))), market1501=0)]
     return rows
 
-# %% ../nbs/11_synth.ipynb #7c6e9e2e
+# %% ../nbs/11_synth.ipynb #b13f4ca5
 SYNTH_PRESET = {"smoke": "tiny", "default": "default"}  # profile -> preset of the synthetic world
 REAL_FOLDERS = {"market1501": ("Market-1501-v15.09.15", "market1501", "Market-1501"),
                 "dukemtmc": ("DukeMTMC-reID", "dukemtmc", "dukemtmc-reid"),
@@ -923,7 +957,7 @@ def synth_world(preset: str = "default",  # a name in PRESETS
         if _cached_hash(root) != world_hash(cfg, seed): make_world(root, preset, seed, workers)
     return root
 
-# %% ../nbs/11_synth.ipynb #46c75c60
+# %% ../nbs/11_synth.ipynb #e3d82651
 def real_root(name: str,  # 'market1501', 'dukemtmc', 'msmt17' or 'veri'
               root: Path | str | None = None,  # the dataset folder (default: found under data_root())
              ) -> Path:

@@ -6,7 +6,7 @@
 __all__ = ['PLAIN', 'CKPT_FORMAT', 'pack_state', 'unpack_state', 'rng_states', 'set_rng_states', 'save_checkpoint',
            'load_checkpoint', 'run_epochs', 'sgd_steps']
 
-# %% ../nbs/35_train.ipynb #8da2dcc4
+# %% ../nbs/35_train.ipynb #4fb76546
 import random
 import warnings
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 
 from .core import BadInputError, atomic_torch_save, config_hash, progress
 
-# %% ../nbs/35_train.ipynb #4b5e48ae
+# %% ../nbs/35_train.ipynb #f865f460
 PLAIN = (int, float, str, bool, type(None), list, tuple, dict)
 
 def _kind(value) -> str:
@@ -43,19 +43,26 @@ def pack_state(state: dict  # name -> thing to checkpoint
     """A picklable view of `state`, name -> (kind, payload); serialise it at once (state dicts are references)."""
     return {k: (_kind(v), _payload(_kind(v), v)) for k, v in state.items()}
 
-# %% ../nbs/35_train.ipynb #318c7a7f
+# %% ../nbs/35_train.ipynb #142d16fb
+def _same_layout(old, new) -> bool:
+    """Both tensors or both numpy arrays, of equal shape and dtype."""
+    tensors = isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor)
+    arrays = isinstance(old, np.ndarray) and isinstance(new, np.ndarray)
+    return (tensors or arrays) and old.shape == new.shape and old.dtype == new.dtype
+
+def _copy_into(old, new):
+    """Copy `new` into `old` in place."""
+    if isinstance(old, np.ndarray): np.copyto(old, new); return
+    with torch.no_grad(): old.copy_(new)
+
 def _restore(state: dict, key: str, kind: str, payload):
     """Put one saved entry back into `state` (in place where possible)."""
     old = state.get(key)
     if kind == "sd": old.load_state_dict(payload)
     elif kind == "np_gen": old.bit_generator.state = payload
     elif kind == "torch_gen": old.set_state(payload)
-    elif kind == "tensor" and isinstance(old, torch.Tensor) and old.shape == payload.shape and old.dtype == payload.dtype:
-        with torch.no_grad(): old.copy_(payload)
-    elif kind == "tensor": state[key] = payload.to(old.device) if isinstance(old, torch.Tensor) else payload
-    elif kind == "array" and isinstance(old, np.ndarray) and old.shape == payload.shape and old.dtype == payload.dtype:
-        np.copyto(old, payload)
-    else: state[key] = payload
+    elif _same_layout(old, payload): _copy_into(old, payload)
+    else: state[key] = payload.to(old.device) if kind == "tensor" and isinstance(old, torch.Tensor) else payload
 
 def unpack_state(state: dict,  # the live state, filled in place
                  packed: dict,  # a snapshot from `pack_state`
@@ -69,7 +76,7 @@ def unpack_state(state: dict,  # the live state, filled in place
             raise BadInputError(f"{where}: state[{k!r}] was saved as {kind}, now it is a {type(state[k]).__name__}")
         _restore(state, k, kind, payload)
 
-# %% ../nbs/35_train.ipynb #bdce3a9b
+# %% ../nbs/35_train.ipynb #2150e055
 def rng_states() -> dict:
     """The global random states: Python, NumPy (legacy global), torch CPU and CUDA."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -81,7 +88,7 @@ def set_rng_states(s: dict  # from `rng_states`
     random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
     if s["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
-# %% ../nbs/35_train.ipynb #2baa1e16
+# %% ../nbs/35_train.ipynb #b6b7b16c
 CKPT_FORMAT = "reid-nb-train-1"
 
 def _plain_metrics(metrics: dict) -> dict:
@@ -98,21 +105,27 @@ def save_checkpoint(path: str | Path,  # checkpoint file
     return atomic_torch_save({"format": CKPT_FORMAT, "epochs_done": len(history), "history": history,
                               "config": config, "state": pack_state(state), "rng": rng_states()}, path)
 
-def load_checkpoint(path: str | Path,  # checkpoint file
-                    state: dict,  # the run's state, restored in place
-                    config: str | None = None,  # config hash of this run; must equal the saved one
-                   ) -> list[dict]:
-    """Restore state and random states from `path`; return the saved history."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+def _read_checkpoint(path: Path, config: str | None) -> dict:
+    """The checkpoint at `path`, checked: reid-nb's format, written under the same config hash."""
+    try: ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e: raise BadInputError(f"{path}: cannot read the checkpoint ({e}); delete it to start over") from e
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise BadInputError(f"{path}: not a reid-nb training checkpoint (format {CKPT_FORMAT})")
     if ck["config"] != config:
         raise BadInputError(f"{path}: written with config hash {ck['config']}, this run has {config}; "
                             "delete the checkpoint or choose another ckpt_path")
+    return ck
+
+def load_checkpoint(path: str | Path,  # checkpoint file
+                    state: dict,  # the run's state, restored in place
+                    config: str | None = None,  # config hash of this run; must equal the saved one
+                   ) -> list[dict]:
+    """Restore state and random states from `path`; return the saved history."""
+    ck = _read_checkpoint(Path(path), config)
     unpack_state(state, ck["state"], where=str(path)); set_rng_states(ck["rng"])
     return ck["history"]
 
-# %% ../nbs/35_train.ipynb #835b5566
+# %% ../nbs/35_train.ipynb #b3c6047c
 def run_epochs(n_epochs: int,  # total number of epochs of the run
                epoch_fn,  # epoch_fn(epoch, state) -> dict of metrics; trains one epoch in place
                state: dict,  # name -> module / optimiser / scheduler / generator / tensor / array / plain value
@@ -130,7 +143,17 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
         if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
     return history
 
-# %% ../nbs/35_train.ipynb #ad8c1c57
+# %% ../nbs/35_train.ipynb #30d76aa2
+_END = object()
+
+def _one_step(batch, step_fn, optimizer: torch.optim.Optimizer) -> dict | None:
+    """zero_grad, loss, backward, step; the step's numbers, or None (no update) when the loss is not finite."""
+    optimizer.zero_grad(set_to_none=True); out = step_fn(batch)
+    loss, extra = out if isinstance(out, tuple) else (out, {})
+    if not torch.isfinite(loss).all(): return None
+    loss.backward(); optimizer.step()
+    return {"loss": float(loss.detach()), **{k: float(v) for k, v in extra.items()}}
+
 def sgd_steps(n_iters: int,  # number of iterations
               batches,  # iterable of batches (e.g. a sampler generator), at least n_iters long
               step_fn,  # step_fn(batch) -> loss tensor, or (loss, dict of metrics)
@@ -139,17 +162,14 @@ def sgd_steps(n_iters: int,  # number of iterations
               desc: str = "iterations",  # progress-bar label
              ) -> dict:
     """Run n_iters optimisation steps; return mean loss and metrics, n_steps and n_skipped."""
-    it, sums, done, skipped = iter(batches), {}, 0, 0
+    it, rows, skipped = iter(batches), [], 0
     for i in progress(range(n_iters), desc):
-        batch = next(it, None)
-        if batch is None: raise BadInputError(f"sgd_steps: batches ran out after {i} of {n_iters} iterations")
-        optimizer.zero_grad(set_to_none=True)
-        out = step_fn(batch)
-        loss, extra = out if isinstance(out, tuple) else (out, {})
-        if torch.isfinite(loss).all():
-            loss.backward(); optimizer.step(); done += 1
-            for k, v in {"loss": loss.detach(), **extra}.items(): sums[k] = sums.get(k, 0.0) + float(v)
-        else: skipped += 1
+        batch = next(it, _END)
+        if batch is _END: raise BadInputError(f"sgd_steps: batches ran out after {i} of {n_iters} iterations")
+        row = _one_step(batch, step_fn, optimizer)
+        if row is None: skipped += 1
+        else: rows.append(row)
         if scheduler is not None: scheduler.step()
     if skipped: warnings.warn(f"{desc}: skipped {skipped} of {n_iters} steps with a non-finite loss")
-    return {**{k: v / max(done, 1) for k, v in sums.items()}, "n_steps": done, "n_skipped": skipped}
+    means = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {"loss": float("nan")}
+    return {**means, "n_steps": len(rows), "n_skipped": skipped}

@@ -171,9 +171,10 @@ def test_run_writes_the_executed_copy_under_results_runs(project, tmp_path, monk
 
 def test_default_results_root_is_the_notebooks_project(project, tmp_path, monkeypatch):
     monkeypatch.delenv("REID_NB_RESULTS")
-    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'default'  # p\n", "x = 1")
-    monkeypatch.chdir(tmp_path)
-    assert run_notebook(path, profile="smoke") == project / "results" / "runs" / "t-smoke.ipynb"
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'default'  # p\npath = ''  # a path",
+                         "assert path == 'x'")
+    monkeypatch.chdir(tmp_path)  # a parameter may be called `path`, like run_notebook's first argument
+    assert run_notebook(path, profile="smoke", path="x") == project / "results" / "runs" / "t-smoke.ipynb"
 
 
 def test_output_may_not_go_into_nbs(project):
@@ -226,6 +227,7 @@ def test_cli_argument_conflicts():
     with pytest.raises(BadInputError, match="given twice"): rp._given([["n", "1"], ["n", "2"]], None)
     with pytest.raises(BadInputError, match="profile once"): rp._given([["profile", "smoke"]], "default")
     assert rp._given([["profile", "smoke"], ["n", "1"]], None) == ({"n": "1"}, "smoke")
+    with pytest.raises(BadInputError, match="-o/--output"): rp._given([["output", "x.ipynb"]], None)
 
 
 # ---------------------------------------------------------------- reproduce
