@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['evaluate', 'evaluate_features', 'cluster_metrics', 'ranked_list', 'plot_ranked_list', 'plot_cmc']
 
-# %% ../nbs/50_evaluation.ipynb #ede21f7c
+# %% ../nbs/50_evaluation.ipynb #96f1fc1e
 import math
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from .core import BadInputError
 from .features import as_features, pairwise_distance
 
-# %% ../nbs/50_evaluation.ipynb #5eb9193a
+# %% ../nbs/50_evaluation.ipynb #03697221
 def _labels(x, n: int, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 1 or len(a) != n:
@@ -49,7 +49,7 @@ def _keys(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
     else: code = np.unique(vals, return_inverse=True)[1].ravel()  # float64: exact ranks of the values
     return (rows.astype(np.int64) << 32) | code
 
-# %% ../nbs/50_evaluation.ipynb #b470cd19
+# %% ../nbs/50_evaluation.ipynb #f3d4b74e
 def _at(d, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     """d[r, c] as a NumPy array; d is a NumPy array or a (GPU) tensor."""
     if isinstance(d, np.ndarray): return d[r, c]
@@ -89,7 +89,7 @@ def _match_ranks(d,  # (Q, G) distances of a block of queries: NumPy array, or a
     ranks = hist.cumsum(1) + np.arange(1, width + 1)
     return np.where(np.arange(width) < m[:, None], ranks, 0), m
 
-# %% ../nbs/50_evaluation.ipynb #a52cb949
+# %% ../nbs/50_evaluation.ipynb #5a705da2
 def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     """Per query, from its sorted match ranks: first-match rank, AP (standard, trapezoid) and INP."""
     R = ranks.astype(np.float64)
@@ -100,7 +100,7 @@ def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     return dict(first=R[:, 0], standard=prec.sum(1) / mm, trapezoid=np.where(live, (prev + prec) / 2, 0).sum(1) / mm,
                 inp=m / np.maximum(last, 1), valid=m > 0)
 
-# %% ../nbs/50_evaluation.ipynb #3a836f83
+# %% ../nbs/50_evaluation.ipynb #037cca32
 def _host(d):
     """A block as a NumPy float array, unless it is a tensor on a GPU (kept there)."""
     if isinstance(d, torch.Tensor):
@@ -114,7 +114,8 @@ def _block(dist, s: int, e: int, score: bool):
     """Rows s:e of dist as distances (negated scores), refusing NaN and infinities."""
     d = _host(dist[s:e])
     lib = torch if isinstance(d, torch.Tensor) else np
-    if not lib.isfinite(d.sum()):  # a cheap test first; a sum can overflow, so then look at the values
+    with np.errstate(over="ignore", invalid="ignore"): total = d.sum()
+    if not lib.isfinite(total):  # a cheap test first; a sum can overflow, so then look at the values
         bad = np.flatnonzero(~np.asarray(lib.isfinite(d).all(1).tolist()))
         if len(bad): raise BadInputError(f"dist: row {s + int(bad[0])} holds NaN or infinite values")
     return -d if score else d
@@ -138,7 +139,7 @@ def _check_shape(nq: int, ng: int, what: str):
     if nq == 0: raise BadInputError(f"{what}: no queries")
     if ng == 0: raise BadInputError(f"{what}: the gallery is empty")
 
-# %% ../nbs/50_evaluation.ipynb #6805c8a4
+# %% ../nbs/50_evaluation.ipynb #b4447e3b
 def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); NumPy or torch
              q_pids, g_pids,  # (Q,), (G,) identities; gallery -1 = junk (removed), 0 = distractor (kept)
              q_cams, g_cams,  # (Q,), (G,) physical cameras
@@ -161,7 +162,7 @@ def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); N
         parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
     return _summary(parts, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #22330f39
+# %% ../nbs/50_evaluation.ipynb #cf666ce1
 def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
                       q_pids, g_pids, q_cams, g_cams,  # identities and cameras, as in `evaluate`
                       metric: str = "cosine",  # 'cosine' (1 - cos) or 'euclidean' (squared)
@@ -188,7 +189,7 @@ def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
         parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
     return _summary(parts, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #cd24c01b
+# %% ../nbs/50_evaluation.ipynb #f20ffb64
 def _harmonic(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
@@ -209,7 +210,7 @@ def _cluster_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
 _CLUSTER_KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_precision", "bcubed_recall",
                  "bcubed_f", "expansion", "nmi")
 
-# %% ../nbs/50_evaluation.ipynb #70612520
+# %% ../nbs/50_evaluation.ipynb #ce5644c3
 def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
                     gt,  # (N,) ground-truth identities
                     noise: str = "cluster",  # -1 handling: 'cluster' (one big cluster) or 'drop' (images removed)
@@ -227,7 +228,7 @@ def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
     out = {k: (sum(w * s[k] for w, s in parts if w) / n if n else math.nan) for k in _CLUSTER_KEYS}
     return {**out, "n": n, "n_dropped": int((~keep).sum())}
 
-# %% ../nbs/50_evaluation.ipynb #e34843f3
+# %% ../nbs/50_evaluation.ipynb #c8e07ef3
 def ranked_list(dist_row,  # (G,) distances of one query (or scores with score=True)
                 q_pid: int, q_cam: int,  # the query's identity and camera
                 g_pids, g_cams,  # (G,) gallery identities and cameras
@@ -252,7 +253,7 @@ def _image(img) -> np.ndarray:
     if a.dtype.kind == "f": a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     return a.squeeze()
 
-# %% ../nbs/50_evaluation.ipynb #393bbf3c
+# %% ../nbs/50_evaluation.ipynb #79f98c20
 def _tile(ax, img, caption: str, colour: str):
     ax.imshow(_image(img))
     ax.set_xticks([]); ax.set_yticks([])

@@ -6,7 +6,7 @@
 __all__ = ['RESNET50_FILES', 'RESNET50_URL', 'GeM', 'BNNeck', 'conv_bn_relu', 'SmallNet', 'imagenet_weights_path',
            'resnet50_body', 'Backbone', 'load_backbone_weights', 'build_backbone', 'count_params', 'count_macs']
 
-# %% ../nbs/30_models.ipynb #acbbd0a0
+# %% ../nbs/30_models.ipynb #11be4c60
 import copy
 from collections import OrderedDict
 from pathlib import Path
@@ -18,7 +18,7 @@ from torch import nn
 
 from .core import BadInputError
 
-# %% ../nbs/30_models.ipynb #9ee28f9d
+# %% ../nbs/30_models.ipynb #3a558a5f
 class GeM(nn.Module):
     """Generalised-mean pooling with a learnable exponent p: (mean(clamp(x, eps)^p))^(1/p)."""
     def __init__(self,
@@ -35,7 +35,7 @@ class GeM(nn.Module):
 
     def extra_repr(self): return f"p={self.p.item():.4f}, eps={self.eps}"
 
-# %% ../nbs/30_models.ipynb #17475097
+# %% ../nbs/30_models.ipynb #d6aaeb05
 class BNNeck(nn.BatchNorm1d):
     """BatchNorm1d with the weight initialised to 1 and the bias frozen at 0 (Cluster-Contrast / CALR neck)."""
     def __init__(self, dim: int  # feature dimension
@@ -44,7 +44,7 @@ class BNNeck(nn.BatchNorm1d):
         nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
         self.bias.requires_grad_(False)
 
-# %% ../nbs/30_models.ipynb #3077b1ea
+# %% ../nbs/30_models.ipynb #d8da0da4
 def conv_bn_relu(cin: int,  # input channels
                  cout: int,  # output channels
                 ) -> nn.Sequential:
@@ -67,7 +67,7 @@ class SmallNet(nn.Sequential):
         for m in self.modules():
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-# %% ../nbs/30_models.ipynb #e4ec6260
+# %% ../nbs/30_models.ipynb #7890dea2
 RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-19c8e357.pth", "resnet50-11ad3fa6.pth")
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
@@ -91,7 +91,7 @@ def resnet50_body(last_stride: int = 2  # stride of layer4: 2 (torchvision) or 1
     body.out_channels = 2048
     return body
 
-# %% ../nbs/30_models.ipynb #6ab3a25d
+# %% ../nbs/30_models.ipynb #46765013
 class Backbone(nn.Module):
     """Convolutional body + global pooling: images (B, 3, H, W) -> features (B, out_dim)."""
     def __init__(self,
@@ -109,7 +109,7 @@ class Backbone(nn.Module):
         """Pooled features (B, out_dim)."""
         return self.pool(self.body(x)).flatten(1)
 
-# %% ../nbs/30_models.ipynb #3410f06f
+# %% ../nbs/30_models.ipynb #2593cbff
 def _state_dict_from(path: Path) -> dict:
     """The state dict inside a weight file, unwrapped and without 'module.' prefixes."""
     if not path.is_file(): raise BadInputError(f"weights={str(path)!r}: file not found")
@@ -134,7 +134,7 @@ def load_backbone_weights(backbone: Backbone,  # the module to fill
     backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return backbone
 
-# %% ../nbs/30_models.ipynb #dbe34f12
+# %% ../nbs/30_models.ipynb #b0d28a0f
 def build_backbone(arch: str = "small",  # 'small' (CPU) or 'resnet50'
                    weights: str | Path | None = None,  # None (random), 'imagenet' (local torchvision file) or a path
                    last_stride: int = 2,  # 2 (torchvision, UGA, STGAL) or 1 (CALR)
@@ -152,7 +152,7 @@ def build_backbone(arch: str = "small",  # 'small' (CPU) or 'resnet50'
     if weights is None: return model
     return load_backbone_weights(model, imagenet_weights_path(arch) if weights == "imagenet" else weights)
 
-# %% ../nbs/30_models.ipynb #49595492
+# %% ../nbs/30_models.ipynb #58bf152f
 def count_params(model: nn.Module,  # any module
                  trainable: bool = False,  # count only parameters with requires_grad
                 ) -> int:

@@ -7,7 +7,7 @@ __all__ = ['TYPES', 'EXPERIMENTS', 'Param', 'parameters_source', 'notebook_param
            'NotebookError', 'run_output_path', 'run_notebook', 'experiments_folder', 'experiment_notebooks',
            'reproduce', 'find_notebook', 'format_parameters', 'main']
 
-# %% ../nbs/80_reproduce.ipynb #d91db4b5
+# %% ../nbs/80_reproduce.ipynb #0f5ab02b
 import argparse
 import ast
 import contextlib
@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from .core import PROFILES, BadInputError, project_root, results_root
 
-# %% ../nbs/80_reproduce.ipynb #571ce19a
+# %% ../nbs/80_reproduce.ipynb #0b8efedb
 class Param(NamedTuple):
     """One notebook parameter: its default value, its type (the default's) and the comment documenting it."""
     default: object
@@ -53,7 +53,7 @@ def parameters_source(path: Path | str  # an .ipynb file
     if len(cells) > 1: raise BadInputError(f"{path}: {len(cells)} cells are tagged 'parameters'; expected one")
     return _source(cells[0]) if cells else ""
 
-# %% ../nbs/80_reproduce.ipynb #faa366a0
+# %% ../nbs/80_reproduce.ipynb #c54dc906
 def _comments(src: str) -> dict[int, str]:
     """Line number -> text of the comment on that line."""
     toks = tokenize.generate_tokens(io.StringIO(src).readline)
@@ -90,7 +90,7 @@ def notebook_parameters(path: Path | str  # an .ipynb file
         out[name] = Param(value, type(value), " ".join(notes[i] for i in lines if i in notes))
     return out
 
-# %% ../nbs/80_reproduce.ipynb #67fdcedd
+# %% ../nbs/80_reproduce.ipynb #2919026c
 def _from_text(text: str,  # a value as typed on the command line
                typ: type  # the declared type
               ):
@@ -135,7 +135,7 @@ def coerce_value(name: str,  # parameter name (for messages)
         raise BadInputError(f"parameter profile: {value!r} is not one of {', '.join(PROFILES)}")
     return value
 
-# %% ../nbs/80_reproduce.ipynb #a1fe8313
+# %% ../nbs/80_reproduce.ipynb #dc12b8a2
 def check_parameters(path: Path | str,  # the notebook
                      params: dict,  # name -> value (Python values or command-line text)
                     ) -> dict:
@@ -155,7 +155,7 @@ def _unknown(name: str, declared: dict) -> str:
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown parameter {name!r}{hint}; valid names: {', '.join(declared)}"
 
-# %% ../nbs/80_reproduce.ipynb #05d95d70
+# %% ../nbs/80_reproduce.ipynb #67d42798
 class NotebookError(RuntimeError):
     """A cell of an executed notebook raised; the message names the notebook, the cell and the error."""
 
@@ -173,7 +173,7 @@ def _check_output(output: Path, path: Path) -> Path:
         raise BadInputError(f"output {output}: executed notebooks go under results/, never into {nbs}")
     return output
 
-# %% ../nbs/80_reproduce.ipynb #0a7a2b89
+# %% ../nbs/80_reproduce.ipynb #1c2a32d1
 def _cell_number(path: Path, source: str) -> str:
     """'cell K of N' for the cell of `path` whose source is `source`."""
     cells = _read_notebook(path)["cells"]
@@ -217,7 +217,7 @@ def _execute(path: Path,  # the notebook
     failed.unlink(missing_ok=True)
     return _finish(tmp, out)
 
-# %% ../nbs/80_reproduce.ipynb #76675a66
+# %% ../nbs/80_reproduce.ipynb #cbe172f9
 def run_notebook(path: Path | str,  # the .ipynb to execute
                  /,
                  profile: str | None = None,  # 'smoke', 'default' or 'paper' (the notebook's `profile` parameter)
@@ -234,7 +234,7 @@ def run_notebook(path: Path | str,  # the .ipynb to execute
         out = _check_output(output or run_output_path(path, profile), path)
         return _execute(path, out, params)
 
-# %% ../nbs/80_reproduce.ipynb #73b90e02
+# %% ../nbs/80_reproduce.ipynb #92b96547
 EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr")
 
 def experiments_folder() -> Path:
@@ -251,7 +251,7 @@ def experiment_notebooks(folder: Path | None = None,  # default: experiments_fol
     if missing: raise BadInputError(f"--only {', '.join(missing)}: no such experiment; available: {', '.join(order)}")
     return [found[n] for n in order if not only or n in only]
 
-# %% ../nbs/80_reproduce.ipynb #883dd6c0
+# %% ../nbs/80_reproduce.ipynb #88e1a859
 def _result_files() -> dict[Path, int]:
     """Every file under results/ (executed notebooks aside) -> its modification time in ns."""
     root = results_root(); runs = root / "runs"
@@ -299,14 +299,15 @@ def reproduce(profile: str = "default",  # one of PROFILES
         if error: failures[path.stem] = error; print(f"  FAILED: {error.splitlines()[0]}", flush=True)
     return failures
 
-# %% ../nbs/80_reproduce.ipynb #bac8ba0d
+# %% ../nbs/80_reproduce.ipynb #45259b80
 def _parser() -> argparse.ArgumentParser:
     """The `reid-nb` argument parser."""
     p = argparse.ArgumentParser(prog="reid-nb", description="Run reid-nb's experiment notebooks with checked parameters.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute one notebook; the executed copy goes to results/runs/")
     run.add_argument("notebook", help="an .ipynb path, or the name of a notebook in nbs/experiments/")
-    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a notebook parameter (repeatable); VALUE is converted to the declared type")
     run.add_argument("--profile", choices=PROFILES, help="the notebook's `profile` parameter")
     run.add_argument("-o", "--output", help="where the executed copy goes (default: results/runs/<stem>-<profile>.ipynb)")
     par = sub.add_parser("params", help="list a notebook's parameters")
@@ -315,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", choices=PROFILES, default="default")
     rep.add_argument("--only", nargs="+", metavar="NAME", help="experiment names to run (default: all)")
     rep.add_argument("--dataset", default="synth", help="dataset every experiment runs on (default: synth)")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=int, default=0, help="the one seed of every run (default: 0)")
     return p
 
 def find_notebook(name: str  # an .ipynb path, or an experiment name such as 'datasets'
@@ -327,7 +328,7 @@ def find_notebook(name: str  # an .ipynb path, or an experiment name such as 'da
     known = ", ".join(p.stem for p in experiment_notebooks())
     raise BadInputError(f"notebook {name!r}: no such file, and no experiment of that name (experiments: {known})")
 
-# %% ../nbs/80_reproduce.ipynb #ebda4319
+# %% ../nbs/80_reproduce.ipynb #01573304
 def _given(pairs: list[list[str]], profile: str | None) -> tuple[dict, str | None]:
     """The -p NAME VALUE pairs as a dict, and the profile (from --profile or -p profile)."""
     params = {}
@@ -347,7 +348,7 @@ def format_parameters(path: Path | str  # the notebook
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}" + (f"  # {c}" if c else "") for n, t, d, c in rows)
 
-# %% ../nbs/80_reproduce.ipynb #9965e493
+# %% ../nbs/80_reproduce.ipynb #d43a64ad
 def _command(args: argparse.Namespace) -> int:
     """Carry out one parsed command; return the exit status."""
     if args.command == "params": print(format_parameters(find_notebook(args.notebook))); return 0

@@ -6,7 +6,7 @@
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESAMPLE', 'load_image', 'normalizer', 'ImageBank', 'Augment', 'erase_boxes',
            'identity_pass', 'identity_batches', 'camera_balanced_batches']
 
-# %% ../nbs/20_sampling.ipynb #c98d6356
+# %% ../nbs/20_sampling.ipynb #d9aa704a
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +18,7 @@ from PIL import Image
 
 from .core import BadInputError, atomic_torch_save, config_hash, progress
 
-# %% ../nbs/20_sampling.ipynb #2c7560af
+# %% ../nbs/20_sampling.ipynb #5ea65df4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
@@ -38,7 +38,7 @@ def load_image(path: str | Path,  # image file
         raise BadInputError(f"{p}: cannot decode image ({e})") from e
     return np.asarray(rgb).transpose(2, 0, 1).copy()
 
-# %% ../nbs/20_sampling.ipynb #5e533b95
+# %% ../nbs/20_sampling.ipynb #a60b5d89
 def normalizer(mean: tuple = IMAGENET_MEAN,  # per-channel mean of [0, 1] pixels
                std: tuple = IMAGENET_STD,  # per-channel std
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,7 @@ def _decode_all(paths: list[str], height: int, width: int, resample: str, worker
     finally: pool.shutdown(cancel_futures=True)  # a bad file stops the decoding at once
     return out
 
-# %% ../nbs/20_sampling.ipynb #13851f97
+# %% ../nbs/20_sampling.ipynb #eb484d43
 class ImageBank:
     """All images of a split as one uint8 tensor (N, 3, H, W), decoded once."""
     def __init__(self,
@@ -87,7 +87,7 @@ class ImageBank:
 
     def __repr__(self): return f"ImageBank({len(self)} images, {self.size[0]}x{self.size[1]})"
 
-# %% ../nbs/20_sampling.ipynb #94f95e18
+# %% ../nbs/20_sampling.ipynb #2fcd8bd3
 @classmethod
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
@@ -109,7 +109,7 @@ def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) 
 
 ImageBank.from_records = _from_records
 
-# %% ../nbs/20_sampling.ipynb #80d50e78
+# %% ../nbs/20_sampling.ipynb #58f98c70
 def _batch(self, idx,  # row indices (numpy array, list or tensor)
            augment=None,  # an `Augment` (training) or None (test: resize + normalise only)
            device: str | torch.device = "cpu",  # where the batch is built and returned
@@ -128,7 +128,7 @@ def _to(self, device: str | torch.device  # where to keep the uint8 images
 
 ImageBank.batch, ImageBank.to = _batch, _to
 
-# %% ../nbs/20_sampling.ipynb #f57f615b
+# %% ../nbs/20_sampling.ipynb #dcd59dfc
 class Augment:
     """Batched train-time augmentation of normalised images: flip, pad + random crop, random erasing."""
     def __init__(self,
@@ -171,7 +171,7 @@ class Augment:
 
     def __repr__(self): return f"Augment(flip={self.flip}, pad={self.pad}, crop={self.crop}, erase={self.erase})"
 
-# %% ../nbs/20_sampling.ipynb #137d5581
+# %% ../nbs/20_sampling.ipynb #70946457
 def _rand(self, *shape) -> torch.Tensor:
     """Uniform [0, 1) numbers from the augmentation's generator (CPU)."""
     return torch.rand(shape, generator=self.generator)
@@ -200,7 +200,7 @@ def _pad_crop(self, x: torch.Tensor, fill=0) -> torch.Tensor:
 
 Augment._rand, Augment.flip_batch, Augment.pad_crop = _rand, _flip_batch, _pad_crop
 
-# %% ../nbs/20_sampling.ipynb #285eac86
+# %% ../nbs/20_sampling.ipynb #ee806947
 def erase_boxes(n: int,  # number of images
                 height: int,  # image height
                 width: int,  # image width
@@ -231,7 +231,7 @@ def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
 
 Augment.random_erase = _random_erase
 
-# %% ../nbs/20_sampling.ipynb #adb661e6
+# %% ../nbs/20_sampling.ipynb #056ddf78
 def _members(labels: np.ndarray) -> list[np.ndarray]:
     """Indices of each label >= 0, in label order."""
     keep = np.flatnonzero(labels >= 0)
@@ -267,7 +267,7 @@ def identity_pass(labels: np.ndarray,  # pseudo label per image, -1 = not used
     return np.concatenate([_identity_draw(groups[g], cams[groups[g]], num_instances, rng)
                            for g in rng.permutation(len(groups))])
 
-# %% ../nbs/20_sampling.ipynb #916f4936
+# %% ../nbs/20_sampling.ipynb #f602c9a7
 def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = excluded
                      cams: np.ndarray,  # camera per image
                      batch_size: int,  # images per batch (CALR: 256; intra stage 64)
@@ -287,7 +287,7 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
             yield stream[b * batch_size:(b + 1) * batch_size]; done += 1
         if n_batches is None: return
 
-# %% ../nbs/20_sampling.ipynb #17582852
+# %% ../nbs/20_sampling.ipynb #44f59366
 class _Cycle:
     """Draws k items at a time from a random permutation of n items, renewed when it runs out."""
     def __init__(self, n: int, rng: np.random.Generator): self.n, self.rng, self.queue = n, rng, np.empty(0, int)
@@ -305,7 +305,7 @@ def _pick(index: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k images of one tracklet, with replacement only when it has fewer than k."""
     return rng.choice(index, size=k, replace=len(index) < k)
 
-# %% ../nbs/20_sampling.ipynb #05c50628
+# %% ../nbs/20_sampling.ipynb #49a8b29c
 def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per image (unique within its camera), -1 = unused
                             cams: np.ndarray,  # camera per image
                             ids_per_cam: int = 4,  # P tracklets per camera per batch

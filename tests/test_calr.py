@@ -1,6 +1,7 @@
 """reid_nb.calr against hand-built cases, loop references written after the official code, and separable data."""
 import collections
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,11 +9,23 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from reid_nb.calr import (CameraHead, ClusterMemory, agglomerative_labels, camera_entropy_weights, camera_loss,
+from reid_nb import calr
+from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, agglomerative_labels, camera_entropy_weights, camera_loss,
+                          contrastive_epoch, evaluate_model, intra_camera_stage, inter_camera_stage, load_local_labels,
+                          new_run, refine_step, save_local_labels,
                           cluster_centroids, dbscan_labels, dense_distance, density_scores, grad_reverse,
                           infomap_labels, momentum_update_, pick_pivots, refine_labels, refine_prob, relabel_small,
                           silhouette)
 from reid_nb.core import BadInputError
+from reid_nb.sampling import ImageBank
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is faster than two fighting over shared cores."""
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------- references (loops, as the released code does it)
@@ -273,3 +286,107 @@ def test_refinement_probability():
     assert refine_prob(5, 10) == 1.0
     assert refine_prob(5, 10, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 6)))
     with pytest.raises(BadInputError): refine_prob(0, 10, "linear")
+
+
+# ---------------------------------------------------------------- local labels on disk
+def test_local_labels_round_trip_with_relative_paths(tmp_path):
+    root = tmp_path / "data" / "Market"
+    paths = [str(root / "bounding_box_train" / f"{i:04d}_c{c + 1}s1_000101_01.jpg") for i, c in [(1, 0), (2, 1), (3, 1)]]
+    out = save_local_labels(tmp_path / "local.csv", paths, root, [0, 1, 1], [3, -1, 0])
+    text = out.read_text()
+    assert str(root) not in text and "bounding_box_train/0002_c2s1_000101_01.jpg,1,-1" in text
+    moved = tmp_path / "other" / "Market"
+    back = load_local_labels(out, [p.replace(str(root), str(moved)) for p in paths[::-1]], moved)
+    assert list(back) == [0, -1, 3]
+
+
+def test_local_labels_mismatch_raises(tmp_path):
+    root = tmp_path / "M"; paths = [str(root / f"{i}.jpg") for i in range(3)]
+    out = save_local_labels(tmp_path / "l.csv", paths, root, [0, 0, 0], [0, 0, 1])
+    with pytest.raises(BadInputError, match="1 images missing"): load_local_labels(out, paths + [str(root / "x.jpg")], root)
+    with pytest.raises(BadInputError, match="not inside"): save_local_labels(tmp_path / "m.csv", ["/elsewhere/a.jpg"], root, [0], [0])
+    (tmp_path / "bad.csv").write_text("file,label\na,1\n")
+    with pytest.raises(BadInputError, match="columns"): load_local_labels(tmp_path / "bad.csv", paths, root)
+
+
+# ---------------------------------------------------------------- the stages on a toy world
+def _toy(n_per=6, seed=0):
+    """Three shirt colours x two cameras (the second darker and bluish), n_per noisy 32x16 images each."""
+    g = np.random.default_rng(seed); imgs, pids, cams = [], [], []
+    for cam, (gain, cast) in enumerate([(1.0, 0), (0.6, 40)]):
+        for pid, shirt in enumerate([[200, 40, 40], [40, 180, 60], [50, 60, 200]]):
+            for _ in range(n_per):
+                im = np.full((32, 16, 3), 120.0); im[6:18, 3:13] = shirt; im[18:30, 4:12] = 40; im[..., 2] += cast
+                im = np.clip(im * gain + g.normal(0, 12, im.shape), 0, 255)
+                imgs.append(im.astype(np.uint8).transpose(2, 0, 1)); pids.append(pid); cams.append(cam)
+    return ImageBank(torch.from_numpy(np.stack(imgs))), np.array(pids), np.array(cams)
+
+
+def _toy_cfg(**kw):
+    base = dict(arch="small", weights=None, height=32, width=16, intra_epochs=2, intra_iters=2, intra_batch=8,
+                intra_instances=2, intra_ratio=6, intra_k1=5, intra_k2=2, epochs=2, iters=2, batch=8, instances=2,
+                inter_clusterer="dbscan", jaccard_k1=6, jaccard_k2=2, knn_k=6, cam_epochs=1, weight_warmup=1)
+    return CALRConfig(**{**base, **kw})
+
+
+def test_intra_stage_labels_are_per_camera_and_silhouette_selected(tmp_path):
+    bank, pids, cams = _toy()
+    out = intra_camera_stage(bank, cams, _toy_cfg(), seed=1, ckpt_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["intra_cam0.pt", "intra_cam1.pt"]
+    for c, run in out["runs"].items():
+        loc = out["local"][cams == c]
+        assert (loc == run["labels"]).all() and set(loc) == {0, 1, 2}  # 18 // 6 = 3 agglomerative clusters
+        sils = [h["silhouette"] for h in run["history"]]
+        assert run["silhouette"] == max(sils) and run["best_epoch"] == int(np.argmax(sils))
+        assert (out["untrained"][cams == c] >= 0).all()
+    again = intra_camera_stage(bank, cams, _toy_cfg(), seed=1, ckpt_dir=tmp_path)  # finished: read back, no training
+    assert (again["local"] == out["local"]).all() and again["runs"][0]["history"] == out["runs"][0]["history"]
+
+
+def test_inter_stage_resume_is_exact_and_switches_work(tmp_path, monkeypatch):
+    bank, pids, cams = _toy()
+    local = np.where(cams == 0, pids, 2 - pids)  # perfect local labels
+    cfg = _toy_cfg()
+    model, full = inter_camera_stage(bank, cams, cfg, local=local, seed=3, gt=pids)
+    real = calr._inter_epoch
+    def stop_in_epoch_1(epoch, st, ctx):
+        if epoch == 1: raise KeyboardInterrupt
+        return real(epoch, st, ctx)
+    monkeypatch.setattr(calr, "_inter_epoch", stop_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        inter_camera_stage(bank, cams, cfg, local=local, seed=3, ckpt_path=tmp_path / "a.pt", gt=pids)
+    monkeypatch.setattr(calr, "_inter_epoch", real)
+    resumed, hist = inter_camera_stage(bank, cams, cfg, local=local, seed=3, ckpt_path=tmp_path / "a.pt", gt=pids)
+    assert hist == full and all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), model.state_dict().values()))
+    assert [h["cam_loss_on"] for h in full] == [True, False] and [h["weights_on"] for h in full] == [False, True]
+    assert all("refined_pairwise_precision" in h and "global_pairwise_precision" in h for h in full)
+    base = _toy_cfg(refine=False, camera_alignment=False, class_weights=False)
+    m2, h2 = inter_camera_stage(bank, cams, base, local=local, seed=3)
+    assert m2.cam_head is None and all(h["n_dropped"] == 0 and not h["cam_loss_on"] for h in h2)
+    res = evaluate_model(model, bank, bank, SimpleNamespace(pid=pids, cam=cams), SimpleNamespace(pid=pids, cam=cams))
+    assert 0 < res["mAP"] <= 1 and res["n_valid"] == len(pids)
+
+
+def test_contrastive_epoch_without_clusters_trains_nothing():
+    bank, pids, cams = _toy(2)
+    st = new_run(_toy_cfg(), 0, "cpu", 0)
+    before = [p.detach().clone() for p in st["model"].parameters()]
+    m = contrastive_epoch(st, bank, torch.randn(len(pids), 128), np.full(len(pids), -1), cams, _toy_cfg(), 3, 8, 2)
+    assert m == {"n_steps": 0, "n_skipped": 3}
+    assert all(torch.equal(a, b) for a, b in zip(before, st["model"].parameters()))
+
+
+def test_refine_step_uses_density_pivots():
+    """Two cameras; global cluster 0 merges two people of camera 0: the pivot's local cluster wins."""
+    X = np.array([[1, 0.0], [0.99, 0.14], [0.98, 0.2], [0.9, 0.43], [0.97, 0.24]])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    idx, dist = _knn(X, 5)
+    glob = np.zeros(5, int); cams = np.array([0, 0, 1, 0, 1]); local = np.array([0, 0, 0, 1, 5])
+    cfg = CALRConfig(min_sim=0.5)
+    piv = pick_pivots(glob, density_scores(idx, dist, 0.5))
+    labels, dropped = refine_step(glob, idx, dist, cams, local, cfg, 0, np.random.default_rng(0))
+    assert cams[piv[0]] in (0, 1)
+    expect = _refine_loop(glob, cams, local, piv)
+    assert (labels == expect).all() and dropped.sum() == (expect == -1).sum()
+    off, none = refine_step(glob, idx, dist, cams, None, cfg, 0, None)
+    assert (off == glob).all() and not none.any()

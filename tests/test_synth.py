@@ -58,7 +58,9 @@ def test_presets_and_overrides():
 @pytest.mark.parametrize("bad, field", [(dict(n_camz=3), "n_camz"), (dict(n_cams=10), "n_cams"),
                                         (dict(difficulty=1.5), "difficulty"), (dict(p_detect=0), "p_detect"),
                                         (dict(seq_minutes=(1,), duration_min=120), "seq_minutes"),
-                                        (dict(n_cams="four"), "n_cams")])
+                                        (dict(n_cams="four"), "n_cams"), (dict(n_cams=4.5), "n_cams"),
+                                        (dict(seq_minutes="5,x"), "seq_minutes"), (dict(topology=3), "topology"),
+                                        (dict(topology="ring"), "topology")])
 def test_bad_config_names_the_field(bad, field):
     with pytest.raises(BadInputError, match=field):
         world_config("tiny", **bad)

@@ -220,3 +220,32 @@ def test_stage2_rejects_unknown_options():
     data = _tiny_data()
     with pytest.raises(BadInputError, match="softmax"):
         uga.train_stage2(_fresh(), CameraHeads(8, data.labels.n_per_cam), data, UGAConfig(softmax="camera"), "cpu")
+
+
+# ---------------------------------------------------------------- the experiment notebook, smoke profile
+@pytest.mark.slow
+def test_experiment_notebook_smoke(tmp_path, monkeypatch):
+    import csv
+    from reid_nb.core import project_root
+    from reid_nb.reproduce import run_notebook
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("REID_NB_PROGRESS", "0")
+    out = run_notebook(project_root() / "nbs" / "experiments" / "uga.ipynb", profile="smoke", output=tmp_path / "run.ipynb")
+    assert out.exists()
+    res = tmp_path / "results" / "uga"
+    read = lambda name: list(csv.DictReader(open(res / f"{name}-synth-smoke.csv")))
+    rows = read("results")
+    assert [(r["method"], r["feature"]) for r in rows] == [
+        ("intra-camera only (stage 1)", "pooled"), ("intra-camera only (stage 1)", "camera_bn"),
+        ("full UGA (stage 1 + 2)", "pooled"), ("full UGA (stage 1 + 2)", "camera_bn")]
+    for r in rows:
+        assert all(0 <= float(r[m]) <= 100 for m in ("R1", "R5", "R10", "mAP", "mINP"))
+        assert float(r["R1"]) <= float(r["R5"]) <= float(r["R10"])
+    assert [r["published_R1"] for r in rows] == ["n/a", "n/a", "87.2", "87.2"]  # Market's, for reference
+    assert abs(float(rows[2]["diff_mAP"]) - (float(rows[2]["mAP"]) - 70.3)) < 1e-9
+    labels = read("tracklets")
+    assert labels[-1]["rule"] == "assume" and float(labels[-1]["collision_rate"]) == 0.0
+    assert sum(r["used"] == "yes" for r in labels) == 1
+    assert len(read("graph_sweep")) == 2 * 4 * 6 and len(read("sweep")) == 2
+    assert (res / "uga-synth-smoke.png").stat().st_size > 0
+    assert (res / "checkpoints" / "synth-smoke-s0" / "stage1.pt").exists()
