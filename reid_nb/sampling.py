@@ -6,7 +6,7 @@
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESAMPLE', 'load_image', 'normalizer', 'ImageBank', 'Augment', 'erase_boxes',
            'identity_pass', 'identity_batches', 'camera_balanced_batches']
 
-# %% ../nbs/20_sampling.ipynb #d9aa704a
+# %% ../nbs/20_sampling.ipynb #f29afa0b
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +18,7 @@ from PIL import Image
 
 from .core import BadInputError, atomic_torch_save, config_hash, progress
 
-# %% ../nbs/20_sampling.ipynb #5ea65df4
+# %% ../nbs/20_sampling.ipynb #2d3b15e4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
@@ -38,7 +38,7 @@ def load_image(path: str | Path,  # image file
         raise BadInputError(f"{p}: cannot decode image ({e})") from e
     return np.asarray(rgb).transpose(2, 0, 1).copy()
 
-# %% ../nbs/20_sampling.ipynb #a60b5d89
+# %% ../nbs/20_sampling.ipynb #ddafee4d
 def normalizer(mean: tuple = IMAGENET_MEAN,  # per-channel mean of [0, 1] pixels
                std: tuple = IMAGENET_STD,  # per-channel std
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,7 @@ def _decode_all(paths: list[str], height: int, width: int, resample: str, worker
     finally: pool.shutdown(cancel_futures=True)  # a bad file stops the decoding at once
     return out
 
-# %% ../nbs/20_sampling.ipynb #eb484d43
+# %% ../nbs/20_sampling.ipynb #ae643633
 class ImageBank:
     """All images of a split as one uint8 tensor (N, 3, H, W), decoded once."""
     def __init__(self,
@@ -87,7 +87,7 @@ class ImageBank:
 
     def __repr__(self): return f"ImageBank({len(self)} images, {self.size[0]}x{self.size[1]})"
 
-# %% ../nbs/20_sampling.ipynb #2fcd8bd3
+# %% ../nbs/20_sampling.ipynb #a47d939d
 @classmethod
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
@@ -109,7 +109,7 @@ def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) 
 
 ImageBank.from_records = _from_records
 
-# %% ../nbs/20_sampling.ipynb #58f98c70
+# %% ../nbs/20_sampling.ipynb #055ebeb4
 def _batch(self, idx,  # row indices (numpy array, list or tensor)
            augment=None,  # an `Augment` (training) or None (test: resize + normalise only)
            device: str | torch.device = "cpu",  # where the batch is built and returned
@@ -128,7 +128,7 @@ def _to(self, device: str | torch.device  # where to keep the uint8 images
 
 ImageBank.batch, ImageBank.to = _batch, _to
 
-# %% ../nbs/20_sampling.ipynb #dcd59dfc
+# %% ../nbs/20_sampling.ipynb #4b1e1935
 class Augment:
     """Batched train-time augmentation of normalised images: flip, pad + random crop, random erasing."""
     def __init__(self,
@@ -171,7 +171,7 @@ class Augment:
 
     def __repr__(self): return f"Augment(flip={self.flip}, pad={self.pad}, crop={self.crop}, erase={self.erase})"
 
-# %% ../nbs/20_sampling.ipynb #70946457
+# %% ../nbs/20_sampling.ipynb #bf16c44f
 def _rand(self, *shape) -> torch.Tensor:
     """Uniform [0, 1) numbers from the augmentation's generator (CPU)."""
     return torch.rand(shape, generator=self.generator)
@@ -200,7 +200,7 @@ def _pad_crop(self, x: torch.Tensor, fill=0) -> torch.Tensor:
 
 Augment._rand, Augment.flip_batch, Augment.pad_crop = _rand, _flip_batch, _pad_crop
 
-# %% ../nbs/20_sampling.ipynb #ee806947
+# %% ../nbs/20_sampling.ipynb #65bfda7c
 def erase_boxes(n: int,  # number of images
                 height: int,  # image height
                 width: int,  # image width
@@ -231,7 +231,7 @@ def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
 
 Augment.random_erase = _random_erase
 
-# %% ../nbs/20_sampling.ipynb #056ddf78
+# %% ../nbs/20_sampling.ipynb #19f6e248
 def _members(labels: np.ndarray) -> list[np.ndarray]:
     """Indices of each label >= 0, in label order."""
     keep = np.flatnonzero(labels >= 0)
@@ -267,13 +267,13 @@ def identity_pass(labels: np.ndarray,  # pseudo label per image, -1 = not used
     return np.concatenate([_identity_draw(groups[g], cams[groups[g]], num_instances, rng)
                            for g in rng.permutation(len(groups))])
 
-# %% ../nbs/20_sampling.ipynb #f602c9a7
+# %% ../nbs/20_sampling.ipynb #6d3d92fd
 def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = excluded
                      cams: np.ndarray,  # camera per image
                      batch_size: int,  # images per batch (CALR: 256; intra stage 64)
                      num_instances: int,  # K images per identity (CALR: 16; intra stage 4)
                      rng: np.random.Generator,  # source of randomness
-                     n_batches: int | None = None,  # batches to yield (new passes as needed); None = one pass
+                     n_batches: int | float | None = None,  # batches (new passes as needed); None: one pass; math.inf: endless
                     ):
     """Yield index batches of CALR's sampler: P identities x K instances, other cameras first, drop_last."""
     labels, cams = _check_columns(labels, cams, "identity_batches")
@@ -287,7 +287,7 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
             yield stream[b * batch_size:(b + 1) * batch_size]; done += 1
         if n_batches is None: return
 
-# %% ../nbs/20_sampling.ipynb #44f59366
+# %% ../nbs/20_sampling.ipynb #9cfbc54c
 class _Cycle:
     """Draws k items at a time from a random permutation of n items, renewed when it runs out."""
     def __init__(self, n: int, rng: np.random.Generator): self.n, self.rng, self.queue = n, rng, np.empty(0, int)
@@ -305,13 +305,13 @@ def _pick(index: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k images of one tracklet, with replacement only when it has fewer than k."""
     return rng.choice(index, size=k, replace=len(index) < k)
 
-# %% ../nbs/20_sampling.ipynb #49a8b29c
+# %% ../nbs/20_sampling.ipynb #1b8cd999
 def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per image (unique within its camera), -1 = unused
                             cams: np.ndarray,  # camera per image
                             ids_per_cam: int = 4,  # P tracklets per camera per batch
                             num_instances: int = 4,  # K images per tracklet
                             *, rng: np.random.Generator,  # source of randomness
-                            n_batches: int | None = None,  # batches to yield; None = ceil(N / batch size)
+                            n_batches: int | float | None = None,  # batches; None: ceil(N / batch size); math.inf: endless
                            ):
     """Yield index batches with P tracklets x K images from every camera (UGA's equally camera sampling)."""
     labels, cams = _check_columns(labels_local, cams, "camera_balanced_batches")
@@ -319,6 +319,8 @@ def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per imag
     cycles = [_Cycle(len(t), rng) for t in per_cam]
     batch = len(per_cam) * ids_per_cam * num_instances
     n_batches = math.ceil((labels >= 0).sum() / batch) if n_batches is None else n_batches
-    for _ in range(n_batches):
+    done = 0
+    while done < n_batches:
+        done += 1
         yield np.concatenate([_pick(tracks[t], num_instances, rng)
                               for tracks, cyc in zip(per_cam, cycles) for t in cyc.take(ids_per_cam)])

@@ -236,6 +236,14 @@ def test_identity_batches_sizes_and_epochs():
     assert all(np.array_equal(a, b) for a, b in zip(again, many))
 
 
+def test_endless_streams():
+    from itertools import islice
+    labels, cams = _world(2)
+    assert len(list(islice(identity_batches(labels, cams, 16, 4, np.random.default_rng(0), n_batches=math.inf), 500))) == 500
+    tl, c = _tracklet_world(0)
+    assert len(list(islice(camera_balanced_batches(tl, c, rng=np.random.default_rng(0), n_batches=math.inf), 300))) == 300
+
+
 def test_identity_batches_bad_input():
     with pytest.raises(BadInputError, match="every label is -1"):
         next(identity_batches(np.full(5, -1), np.zeros(5), 2, 2, np.random.default_rng(0)))
