@@ -7,7 +7,7 @@ __all__ = ['PROFILES', 'BadInputError', 'seed_everything', 'pick_device', 'proje
            'config_hash', 'atomic_write_bytes', 'atomic_write_text', 'atomic_torch_save', 'table_markdown',
            'write_table']
 
-# %% ../nbs/00_core.ipynb #9c5ad9af
+# %% ../nbs/00_core.ipynb #dd249dff
 import csv
 import hashlib
 import io
@@ -18,32 +18,33 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/00_core.ipynb #310978de
+# %% ../nbs/00_core.ipynb #81f8d015
 class BadInputError(ValueError):
     """Input that reid-nb cannot use; the message names the file or field and what was expected."""
 
-# %% ../nbs/00_core.ipynb #3277e5df
+# %% ../nbs/00_core.ipynb #a81d67b9
 def seed_everything(seed: int  # the one seed of a run
                    ) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator seeded the same way."""
+    import torch
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
-# %% ../nbs/00_core.ipynb #c712e0f0
+# %% ../nbs/00_core.ipynb #86c3d659
 def pick_device(device: str = "auto"  # 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...
-               ) -> torch.device:
+               ) -> "torch.device":
     """The torch device to run on."""
+    import torch
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"device={device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
     return torch.device(device)
 
-# %% ../nbs/00_core.ipynb #7cdb6f2e
+# %% ../nbs/00_core.ipynb #0fdaca04
 def project_root(start: Path | None = None  # where to start looking (default: the working directory)
                 ) -> Path:
     """The folder holding settings.ini, searched upwards; the working directory when there is none."""
@@ -60,7 +61,7 @@ def results_root() -> Path:
     """Where tables, figures and executed notebooks go: $REID_NB_RESULTS, else <project root>/results."""
     return Path(os.environ.get("REID_NB_RESULTS") or project_root() / "results")
 
-# %% ../nbs/00_core.ipynb #abc74110
+# %% ../nbs/00_core.ipynb #12fa8ed5
 def progress(iterable,  # what to iterate over
              desc: str = "",  # label shown before the bar
              total: int | None = None,  # length when `iterable` has none
@@ -69,7 +70,7 @@ def progress(iterable,  # what to iterate over
     disable = os.environ.get("REID_NB_PROGRESS", "1") == "0"
     return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, dynamic_ncols=True)
 
-# %% ../nbs/00_core.ipynb #d15e4866
+# %% ../nbs/00_core.ipynb #ca00073f
 def config_hash(obj,  # anything JSON can encode (dicts are hashed with sorted keys)
                 n: int = 12  # number of hex digits kept
                ) -> str:
@@ -94,10 +95,11 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 def atomic_torch_save(obj, path: Path | str) -> Path:
     """torch.save `obj` to `path` atomically."""
+    import torch
     buf = io.BytesIO(); torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
-# %% ../nbs/00_core.ipynb #7ab30d42
+# %% ../nbs/00_core.ipynb #cf0993a3
 PROFILES = ("smoke", "default", "paper")
 
 def _columns(rows: list[dict]) -> list[str]:

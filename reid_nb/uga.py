@@ -8,7 +8,7 @@ __all__ = ['FEATURES', 'STAGE2_ONLY', 'CameraHeads', 'intra_loss', 'uga_features
            'tracklet_pids', 'edge_precision', 'UGAConfig', 'UGAData', 'make_optimizer', 'stage1_epoch', 'train_stage1',
            'build_graph', 'stage2_epoch', 'train_stage2']
 
-# %% ../nbs/60_uga.ipynb #b2c7fdd8
+# %% ../nbs/60_uga.ipynb #516698ac
 from dataclasses import asdict, dataclass
 from math import ceil
 from pathlib import Path
@@ -24,7 +24,7 @@ from .sampling import Augment, camera_balanced_batches
 from .sstt import TrackletLabels
 from .train import run_epochs, sgd_steps
 
-# %% ../nbs/60_uga.ipynb #977a56fc
+# %% ../nbs/60_uga.ipynb #e2fa546f
 class CameraHeads(nn.Module):
     """One branch per camera: BatchNorm1d then a bias-free linear classifier over that camera's tracklets."""
     def __init__(self,
@@ -54,7 +54,7 @@ class CameraHeads(nn.Module):
         z = torch.cat([self.bns[c](feat[i]) for c, i in zip(cams, idx)])
         return z[torch.argsort(torch.cat(idx))]
 
-# %% ../nbs/60_uga.ipynb #e8d6ea6c
+# %% ../nbs/60_uga.ipynb #d3622324
 def intra_loss(heads: CameraHeads,  # the per-camera branches
                feat: torch.Tensor,  # (B, dim) backbone features of the batch
                cam: torch.Tensor,  # (B,) camera of each image
@@ -67,7 +67,7 @@ def intra_loss(heads: CameraHeads,  # the per-camera branches
                 for c in cam.unique().tolist())
     return total / len(feat)
 
-# %% ../nbs/60_uga.ipynb #d6bc7f0c
+# %% ../nbs/60_uga.ipynb #cd084ab1
 FEATURES = ("pooled", "camera_bn")
 
 def uga_features(backbone: nn.Module,  # feature extractor
@@ -87,7 +87,7 @@ def uga_features(backbone: nn.Module,  # feature extractor
         heads.train(was)
     return F.normalize(f, dim=1)
 
-# %% ../nbs/60_uga.ipynb #afd4b552
+# %% ../nbs/60_uga.ipynb #5c741f7d
 def tracklet_centroids(feat: torch.Tensor,  # (N, d) features of the images
                        tracklet: torch.Tensor,  # (N,) global tracklet id of each image, -1 = unused
                        n_tracklets: int,  # T, the number of tracklets
@@ -100,7 +100,7 @@ def tracklet_centroids(feat: torch.Tensor,  # (N, d) features of the images
         raise BadInputError(f"tracklet: {int((count == 0).sum())} of {n_tracklets} tracklets have no image")
     return F.normalize(total, dim=1)
 
-# %% ../nbs/60_uga.ipynb #61ebb75c
+# %% ../nbs/60_uga.ipynb #bb9d90c2
 def _knn_mask(S: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     """True where an entry is among the k largest along `dim` of the similarity block S."""
     k = min(k, S.shape[dim])
@@ -122,7 +122,7 @@ def cross_view_graph(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
             E[ii[:, None], jj[None]] = torch.where(keep, S, 0.0); E[jj[:, None], ii[None]] = E[ii[:, None], jj[None]].T
     return E.fill_diagonal_(1.0)
 
-# %% ../nbs/60_uga.ipynb #61bb5a69
+# %% ../nbs/60_uga.ipynb #fe8ee1c5
 def adaptive_lambda(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
                     node_cam: torch.Tensor,  # (T,) camera of each tracklet
                     q: float = 0.99,  # quantile of the same-camera, different-tracklet cosines
@@ -136,7 +136,7 @@ def adaptive_lambda(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
     if len(vals) == 0: raise BadInputError("node_cam: no camera has two tracklets; λ cannot be set adaptively")
     return float(np.quantile(vals, q))
 
-# %% ../nbs/60_uga.ipynb #0c75a8df
+# %% ../nbs/60_uga.ipynb #2425f207
 def graph_weights(E: torch.Tensor,  # (T, T) edge matrix with 1 on the diagonal
                   norm: str = "row",  # 'row' (rows sum to 1) or 'none' (raw edges)
                   ) -> torch.Tensor:
@@ -165,7 +165,7 @@ def cvg_loss(f_hat: torch.Tensor,  # (B, d) L2-normalised image features
     """Graph-weighted cross-camera loss: mean over the batch of -sum_b w_ab log p_b(x)."""
     return -(W[a] * memory_log_probs(f_hat, M, tau, node_cam)).sum(1).mean()
 
-# %% ../nbs/60_uga.ipynb #6cdb8583
+# %% ../nbs/60_uga.ipynb #5e51d12b
 def node_gradient(f_hat: torch.Tensor,  # (B, d) L2-normalised image features
                   a: torch.Tensor,  # (B,) global tracklet id of each image
                   M: torch.Tensor,  # (T, d) memory
@@ -187,7 +187,7 @@ def update_nodes(M: torch.Tensor,  # (T, d) memory, updated in place
     """M <- normalize(M + eta * g), in place; returns M."""
     with torch.no_grad(): return M.copy_(F.normalize(M + eta * g, dim=1))
 
-# %% ../nbs/60_uga.ipynb #f788a56f
+# %% ../nbs/60_uga.ipynb #699f052f
 def tracklet_pids(tracklet: np.ndarray,  # (N,) global tracklet id per image, -1 = unused
                   pid: np.ndarray,  # (N,) ground-truth identity per image
                   n_tracklets: int,  # T
@@ -213,7 +213,7 @@ def edge_precision(E: torch.Tensor,  # (T, T) edge matrix
     return dict(edges=n, precision=tp / n if n else float("nan"), recall=tp / pos if pos else float("nan"),
                 edges_per_node=2 * n / len(node_cam))
 
-# %% ../nbs/60_uga.ipynb #aa649bb1
+# %% ../nbs/60_uga.ipynb #7425aa1f
 @dataclass
 class UGAConfig:
     "Hyper-parameters of a UGA run (METHODS.md §3; all [PROPOSED] except the structure)."
@@ -230,7 +230,7 @@ class UGAConfig:
     stage2_lr_scale: float = 0.1  # stage-2 learning rates = stage-1 rates x this
     iters_per_epoch: int | None = None  # None: ceil(labelled images / batch size)
     k: int = 3  # K of the mutual nearest neighbours
-    lam: float | None = None  # λ; None: adaptive (lam_quantile of same-camera cosines)
+    lam: float | None = 0.5  # λ; None: adaptive (lam_quantile of same-camera cosines)
     lam_quantile: float = 0.99  # quantile for the adaptive λ
     eta: float = 0.5  # node step size η
     tau: float = 0.05  # memory temperature τ
@@ -238,12 +238,13 @@ class UGAConfig:
     weight_norm: str = "row"  # 'row' or 'none' (graph_weights)
     softmax: str = "global"  # 'global' (spec) or 'per_camera' (the seed's l_ce)
     feature: str = "pooled"  # feature of the graph, the memory loss and the test: 'pooled' or 'camera_bn'
+    node_refresh: str = "epoch"  # nodes at each stage-2 epoch: 'epoch' (recomputed centroids) or 'once' (moved only)
     flip: float = 0.5  # augmentation: horizontal flip probability
     pad: int = 10  # augmentation: padding before the random crop (10 at 256x128)
     erase: float = 0.5  # augmentation: random erasing probability
     feat_batch: int = 256  # batch size of feature extraction
 
-# %% ../nbs/60_uga.ipynb #cc917d44
+# %% ../nbs/60_uga.ipynb #5ba5663a
 @dataclass
 class UGAData:
     "Training images and tracklet labels of a UGA run."
@@ -268,7 +269,7 @@ class UGAData:
         return camera_balanced_batches(self.labels.local, self.cam, cfg.ids_per_cam, cfg.num_instances, rng=rng,
                                        n_batches=self.n_iters(cfg))
 
-# %% ../nbs/60_uga.ipynb #e6e899be
+# %% ../nbs/60_uga.ipynb #d0531075
 def make_optimizer(backbone: nn.Module,  # the feature extractor
                    heads: CameraHeads,  # the per-camera branches
                    cfg: UGAConfig,  # learning rates, momentum, weight decay
@@ -280,7 +281,7 @@ def make_optimizer(backbone: nn.Module,  # the feature extractor
     return torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 STAGE2_ONLY = ("stage2_epochs", "stage2_decay_at", "stage2_lr_scale", "k", "lam", "lam_quantile", "eta", "tau", "mu",
-               "weight_norm", "softmax", "feature")
+               "weight_norm", "softmax", "feature", "node_refresh")
 
 def _run_config(cfg: UGAConfig, data: UGAData, seed: int, stage: int) -> dict:
     """What a stage's checkpoint must agree with: its hyper-parameters (stage 1: not stage 2's), seed and labels."""
@@ -295,7 +296,7 @@ def _stage_state(backbone, heads, cfg: UGAConfig, stage: int, seed: int) -> dict
                 rng=np.random.default_rng([seed, stage]),
                 augment=Augment(cfg.flip, cfg.pad, erase=cfg.erase, generator=seed * 2 + stage))
 
-# %% ../nbs/60_uga.ipynb #c654badd
+# %% ../nbs/60_uga.ipynb #5bd1e2c4
 def stage1_epoch(state: dict,  # from _stage_state: backbone, heads, opt, sched, rng, augment
                  data: UGAData,  # images and tracklet labels
                  cfg: UGAConfig,  # hyper-parameters
@@ -325,31 +326,34 @@ def train_stage1(backbone: nn.Module,  # feature extractor (trained in place)
                       desc="UGA stage 1", config=_run_config(cfg, data, seed, 1))
     return heads, hist
 
-# %% ../nbs/60_uga.ipynb #26323bd8
+# %% ../nbs/60_uga.ipynb #35fde888
 def build_graph(backbone: nn.Module,  # feature extractor
                 heads: CameraHeads,  # per-camera branches (for feature='camera_bn')
                 data: UGAData,  # images and tracklet labels
                 cfg: UGAConfig,  # feature, k, lam, lam_quantile, feat_batch
                 device,  # torch device
+                M: torch.Tensor | None = None,  # (T, d) nodes to use; None: the centroids of the current features
                 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Centroids M, edges E and a log (λ, edge counts, precision when node_pid is known)."""
+    """Nodes M, edges E and a log (λ, edge counts, precision when node_pid is known)."""
     _, _, tracklet, node_cam = data.tensors(device)
-    feat = uga_features(backbone, heads, data.bank, data.cam, cfg.feature, device, cfg.feat_batch)
-    M = tracklet_centroids(feat, tracklet, data.labels.n_tracklets)
+    if M is None:
+        feat = uga_features(backbone, heads, data.bank, data.cam, cfg.feature, device, cfg.feat_batch)
+        M = tracklet_centroids(feat, tracklet, data.labels.n_tracklets)
     lam = adaptive_lambda(M, node_cam, cfg.lam_quantile) if cfg.lam is None else cfg.lam
     E = cross_view_graph(M, node_cam, cfg.k, lam)
     log = dict(lam=lam)
     if data.node_pid is not None: log.update(edge_precision(E, data.labels.cam, data.node_pid))
     return M, E, log
 
-# %% ../nbs/60_uga.ipynb #b0ef28a4
+# %% ../nbs/60_uga.ipynb #c04d12cc
 def stage2_epoch(state: dict,  # from _stage_state, plus 'memory' (T, d)
                  data: UGAData,  # images and tracklet labels
                  cfg: UGAConfig,  # hyper-parameters
                  device,  # torch device
                  ) -> dict:
     """One inter-camera epoch: rebuild the graph, then graph-weighted steps with node updates."""
-    M, E, log = build_graph(state["backbone"], state["heads"], data, cfg, device)
+    keep = cfg.node_refresh == "once" and state["sched"].last_epoch > 0  # nodes carried over from the last epoch
+    M, E, log = build_graph(state["backbone"], state["heads"], data, cfg, device, state["memory"] if keep else None)
     state["memory"] = M; W = graph_weights(E, cfg.weight_norm)
     bb, heads, aug = state["backbone"].train(), state["heads"].train(), state["augment"]
     cam, local, tracklet, node_cam = data.tensors(device)
@@ -376,7 +380,8 @@ def train_stage2(backbone: nn.Module,  # feature extractor after stage 1 (traine
                  ckpt: str | Path | None = None,  # checkpoint file (resumes when it exists)
                  ) -> list:
     """Train the inter-camera stage from the stage-1 weights; return the history."""
-    for n, ok in (("softmax", ("global", "per_camera")), ("weight_norm", ("row", "none")), ("feature", FEATURES)):
+    for n, ok in (("softmax", ("global", "per_camera")), ("weight_norm", ("row", "none")), ("feature", FEATURES),
+                  ("node_refresh", ("epoch", "once"))):
         if getattr(cfg, n) not in ok: raise BadInputError(f"{n}={getattr(cfg, n)!r}: expected one of {ok}")
     state = _stage_state(backbone.to(device), heads.to(device), cfg, 2, seed)
     state["memory"] = torch.zeros(data.labels.n_tracklets, backbone.out_dim, device=device)

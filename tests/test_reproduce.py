@@ -235,7 +235,8 @@ def test_cli_argument_conflicts():
 # Writes a "table" the way write_table does (a .csv and a .md under results/), without importing torch in the kernel.
 TABLE = '''import os, pathlib
 out = pathlib.Path(os.environ["REID_NB_RESULTS"]) / NAME; out.mkdir(parents=True, exist_ok=True)
-(out / "table.csv").write_text(f"profile,seed\\n{profile},{seed}\\n"); (out / "table.md").write_text("|profile|")'''
+(out / "table.csv").write_text(f"profile,seed\\n{profile},{seed}\\n"); (out / "table.md").write_text("|profile|")
+(out / "checkpoints").mkdir(exist_ok=True); (out / "checkpoints" / "last.pt").write_bytes(b"0")'''
 
 
 def test_experiment_order_and_only(tmp_path):
@@ -262,6 +263,7 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
     assert [l.split("] ")[1] for l in out.splitlines() if l.startswith("[")] == ["datasets", "uga", "zeta"]
     res = tmp_path / "res"
     assert f"wrote {res / 'datasets' / 'table.csv'}" in out and f"wrote {res / 'zeta' / 'table.md'}" in out
+    assert out.count("wrote") == 4 and out.count("and 1 other files (.pt)") == 2
     assert (res / "zeta" / "table.csv").read_text() == "profile,seed\nsmoke,3\n"
     assert sorted(p.name for p in (res / "runs").iterdir()) == [
         "datasets-smoke.ipynb", "uga-smoke.failed.ipynb", "zeta-smoke.ipynb"]

@@ -1,6 +1,7 @@
 """reid_nb.uga against hand-computed values, brute-force references and autograd; a resumed run equals an
 uninterrupted one; a smoke run of the experiment notebook."""
 import itertools
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -249,3 +250,24 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     assert len(read("graph_sweep")) == 2 * 4 * 6 and len(read("sweep")) == 2
     assert (res / "uga-synth-smoke.png").stat().st_size > 0
     assert (res / "checkpoints" / "synth-smoke-s0" / "stage1.pt").exists()
+
+
+def test_node_refresh_once_keeps_nodes_between_epochs(monkeypatch):
+    """'once': centroids are computed at the first stage-2 epoch only; with η = 0 the nodes never move."""
+    data = _tiny_data()
+    cfg = UGAConfig(ids_per_cam=2, num_instances=2, stage1_epochs=1, stage2_epochs=3, iters_per_epoch=2, k=1, pad=1,
+                    eta=0.0, node_refresh="once")
+    calls = []
+    real = uga.uga_features
+    monkeypatch.setattr(uga, "uga_features", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    bb = _fresh(); heads, _ = uga.train_stage1(bb, data, cfg, "cpu")
+    M0 = uga.build_graph(bb, heads, data, cfg, "cpu")[0]
+    calls.clear()
+    state = uga._stage_state(bb, heads, cfg, 2, 0); state["memory"] = torch.zeros_like(M0)
+    for _ in range(3):
+        uga.stage2_epoch(state, data, cfg, "cpu")
+        if _ == 0: assert torch.allclose(state["memory"], M0, atol=1e-6)  # computed once, from stage-1 weights
+    assert len(calls) == 1 and torch.allclose(state["memory"], M0, atol=1e-6)
+    cfg2 = replace(cfg, node_refresh="epoch"); calls.clear()
+    for _ in range(2): uga.stage2_epoch(state, data, cfg2, "cpu")
+    assert len(calls) == 2
