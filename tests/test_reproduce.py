@@ -207,7 +207,6 @@ def reid_nb(*args, cwd):
     return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-@pytest.mark.slow  # two fresh interpreters (each imports torch through reid_nb.core)
 def test_cli_params_and_run(project, tmp_path, capsys):
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, BODY)
     r = reid_nb("params", "t", cwd=project)  # an experiment's name works as well as its path

@@ -236,20 +236,22 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     res = tmp_path / "results" / "uga"
     read = lambda name: list(csv.DictReader(open(res / f"{name}-synth-smoke.csv")))
     rows = read("results")
-    assert [(r["method"], r["feature"]) for r in rows] == [
-        ("intra-camera only (stage 1)", "pooled"), ("intra-camera only (stage 1)", "camera_bn"),
-        ("full UGA (stage 1 + 2)", "pooled"), ("full UGA (stage 1 + 2)", "camera_bn")]
+    assert [(r["method"], r["tracklets"], r["feature"]) for r in rows] == [
+        ("intra-camera only (stage 1)", "sstt", "camera_bn"), ("full UGA (stage 1 + 2)", "sstt", "camera_bn"),
+        ("intra-camera only (stage 1)", "sstt", "pooled"), ("full UGA (stage 1 + 2)", "sstt", "pooled"),
+        ("intra-camera only (stage 1)", "assume", "camera_bn"), ("full UGA (stage 1 + 2)", "assume", "camera_bn")]
     for r in rows:
         assert all(0 <= float(r[m]) <= 100 for m in ("R1", "R5", "R10", "mAP", "mINP"))
         assert float(r["R1"]) <= float(r["R5"]) <= float(r["R10"])
-    assert [r["published_R1"] for r in rows] == ["n/a", "n/a", "87.2", "87.2"]  # Market's, for reference
-    assert abs(float(rows[2]["diff_mAP"]) - (float(rows[2]["mAP"]) - 70.3)) < 1e-9
+    assert [r["published_R1"] for r in rows] == ["n/a", "87.2"] * 3  # Market's, for reference
+    assert abs(float(rows[1]["diff_mAP"]) - (float(rows[1]["mAP"]) - 70.3)) < 1e-9
+    assert [r["main"] for r in rows] == ["yes", "yes", "", "", "", ""]
     labels = read("tracklets")
     assert labels[-1]["rule"] == "assume" and float(labels[-1]["collision_rate"]) == 0.0
     assert sum(r["used"] == "yes" for r in labels) == 1
-    assert len(read("graph_sweep")) == 2 * 4 * 6 and len(read("sweep")) == 2
+    assert len(read("graph_sweep")) == 2 * 4 * 6 and len(read("sweep")) == 3  # main, λ 0.7, nodes once
     assert (res / "uga-synth-smoke.png").stat().st_size > 0
-    assert (res / "checkpoints" / "synth-smoke-s0" / "stage1.pt").exists()
+    assert (res / "checkpoints" / "synth-smoke-s0" / "sstt-stage1.pt").exists()
 
 
 def test_node_refresh_once_keeps_nodes_between_epochs(monkeypatch):
