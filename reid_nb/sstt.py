@@ -6,14 +6,14 @@
 __all__ = ['MODES', 'TrackletLabels', 'assume_tracklets', 'sstt_sample', 'Groups', 'cooccurrence_groups', 'collision_stats',
            'pick_mode', 'tracklet_labels']
 
-# %% ../nbs/21_sstt.ipynb #cb1c0150
+# %% ../nbs/21_sstt.ipynb #0da669a9
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .core import BadInputError
 
-# %% ../nbs/21_sstt.ipynb #9dda93e4
+# %% ../nbs/21_sstt.ipynb #348f7c54
 @dataclass
 class TrackletLabels:
     "Per-image tracklet labels (global and per camera) and per-tracklet camera and time span."
@@ -34,7 +34,7 @@ class TrackletLabels:
     @property
     def offsets(self) -> np.ndarray: return np.concatenate([[0], np.cumsum(self.n_per_cam)])
 
-# %% ../nbs/21_sstt.ipynb #89ed950f
+# %% ../nbs/21_sstt.ipynb #7b831d87
 def _spans(tid: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of `t` per tracklet id (ids 0..n-1; -1 and NaN times ignored; NaN when none)."""
     ok = tid >= 0; lo = np.full(n, np.inf); hi = np.full(n, -np.inf)
@@ -60,7 +60,7 @@ def _labels_from_keys(key: np.ndarray,  # (N,) int key per image, -1 = not used
     t_start, t_end = _spans(tid, t, len(keys))
     return TrackletLabels(tid, local, tcam, t_start, t_end, n_cams, dict(skipped))
 
-# %% ../nbs/21_sstt.ipynb #ed54053b
+# %% ../nbs/21_sstt.ipynb #bfe73cc2
 def assume_tracklets(pid: np.ndarray,  # (N,) ground-truth identity (-1 junk and 0 distractors are skipped)
                      cam: np.ndarray,  # (N,) camera (or virtual camera) of each image, 0-based
                      t: np.ndarray | None = None,  # (N,) time of each image; needed when max_gap is finite
@@ -80,7 +80,7 @@ def assume_tracklets(pid: np.ndarray,  # (N,) ground-truth identity (-1 junk and
     skipped = {k: int(v) for k, v in (("junk (pid -1)", (pid < 0).sum()), ("distractor (pid 0)", (pid == 0).sum())) if v}
     return _labels_from_keys(key, cam, t, n_cams or int(cam.max(initial=-1)) + 1, skipped)
 
-# %% ../nbs/21_sstt.ipynb #35e45e22
+# %% ../nbs/21_sstt.ipynb #2102bb32
 def sstt_sample(tracklet: np.ndarray,  # (N,) tracker id of each image (any ints, -1 = no tracklet)
                 cam: np.ndarray,  # (N,) camera of each image, 0-based (the label space)
                 t: np.ndarray,  # (N,) time of each image (frames or seconds, same unit as `period`)
@@ -110,7 +110,7 @@ def sstt_sample(tracklet: np.ndarray,  # (N,) tracker id of each image (any ints
     return _labels_from_keys(np.where(sampled >= 0, order_key[np.maximum(sampled, 0)], -1), cam, t,
                              n_cams or int(cam.max(initial=-1)) + 1, {k: v for k, v in skipped.items() if v})
 
-# %% ../nbs/21_sstt.ipynb #3e3beb14
+# %% ../nbs/21_sstt.ipynb #9758f501
 @dataclass
 class Groups:
     "Co-occurrence groups: tracklets alive at one sampling instant of one time line."
@@ -137,18 +137,7 @@ def cooccurrence_groups(t_start: np.ndarray,  # (T,) start time of each tracklet
     cut = np.flatnonzero(np.r_[True, (unit[tr][1:] != unit[tr][:-1]) | (k[1:] != k[:-1])])
     return Groups(np.split(tr, cut[1:]), unit[tr][cut], (k[cut] * period).astype(np.int64))
 
-# %% ../nbs/21_sstt.ipynb #27ce2a1d
-def _groups_bruteforce(ts, te, unit, period):
-    """The official code's loop (create_Market_CTM_database.sample_tracks), for tests."""
-    out = []
-    for u in np.unique(unit):
-        m = unit == u; lo = np.ceil(ts[m].min() / period) * period; hi = np.floor(te[m].max() / period) * period
-        for f in range(int(lo), int(hi), period):
-            sel = np.flatnonzero(m & (ts <= f) & (te >= f))
-            if len(sel): out.append((int(u), f, sel.tolist()))
-    return out
-
-# %% ../nbs/21_sstt.ipynb #415cb1f7
+# %% ../nbs/21_sstt.ipynb #3bc949fa
 def collision_stats(labels: TrackletLabels,  # tracklet labels of a split
                     pid: np.ndarray,  # (N,) ground-truth identity of each image (diagnostics only)
                     cam: np.ndarray,  # (N,) camera of each image (the label space)
@@ -164,7 +153,7 @@ def collision_stats(labels: TrackletLabels,  # tracklet labels of a split
                 collision_rate=float((per_pc > 1).sum() / max(n_pc, 1)), extra_labels=int(per_pc.sum() - n_pc),
                 impure_tracklets=int((per_t > 1).sum()), coverage=float(used.sum() / max(person.sum(), 1)))
 
-# %% ../nbs/21_sstt.ipynb #507587c8
+# %% ../nbs/21_sstt.ipynb #5643c449
 MODES = ("auto", "sstt", "assume")
 
 def pick_mode(records,  # a Records table (needs .tracklet and .t_sec)

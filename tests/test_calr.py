@@ -390,3 +390,28 @@ def test_refine_step_uses_density_pivots():
     assert (labels == expect).all() and dropped.sum() == (expect == -1).sum()
     off, none = refine_step(glob, idx, dist, cams, None, cfg, 0, None)
     assert (off == glob).all() and not none.any()
+
+
+# ---------------------------------------------------------------- the experiment notebook
+@pytest.mark.slow
+def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
+    import csv
+    from reid_nb.core import project_root
+    from reid_nb.reproduce import run_notebook
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path)); monkeypatch.setenv("REID_NB_PROGRESS", "0")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = run_notebook(project_root() / "nbs" / "experiments" / "calr.ipynb", profile="smoke")
+    assert out.exists()
+    read = lambda name: list(csv.DictReader(open(tmp_path / "calr" / f"{name}-synth-smoke.csv")))
+    assert [r["method"] for r in read("main")] == ["Baseline", "CALR", "CALR(IBN)", "CALR(IBN+GeMPool)"]
+    assert [r["setting"] for r in read("ablation")] == ["Baseline (Cluster-Contrast)", "+ refinement", "+ camera alignment",
+                                                        "CALR w/o class weights", "CALR w/o intra-camera training", "CALR"]
+    assert len(read("claims")) == 8 and all(r["verdict"] for r in read("claims"))
+    fig5 = read("figure5")
+    assert {r["clusters"] for r in fig5} == {"global (−1 as a cluster)", "global w/o −1", "refined", "local (stage 1, per camera)"}
+    assert [r["features"] for r in read("figure1")] == ["before training", "Baseline", "CALR"]
+    assert read("local")[-1]["labels"].startswith("Market-1501 shipped")
+    for f in ("figure5-synth-smoke.png", "figure1-synth-smoke.png", "local_labels-synth-smoke.csv"):
+        assert (tmp_path / "calr" / f).stat().st_size > 0
+    rows = list(csv.DictReader(open(tmp_path / "calr" / "local_labels-synth-smoke.csv")))
+    assert len(rows) == 169 and all(r["path"].startswith("bounding_box_train/") for r in rows)
