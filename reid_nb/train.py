@@ -6,7 +6,7 @@
 __all__ = ['PLAIN', 'CKPT_FORMAT', 'pack_state', 'unpack_state', 'rng_states', 'set_rng_states', 'save_checkpoint',
            'load_checkpoint', 'run_epochs', 'sgd_steps']
 
-# %% ../nbs/35_train.ipynb #4fb76546
+# %% ../nbs/35_train.ipynb #ad303457
 import random
 import warnings
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 
 from .core import BadInputError, atomic_torch_save, config_hash, progress
 
-# %% ../nbs/35_train.ipynb #f865f460
+# %% ../nbs/35_train.ipynb #f6f7ee7c
 PLAIN = (int, float, str, bool, type(None), list, tuple, dict)
 
 def _kind(value) -> str:
@@ -43,7 +43,7 @@ def pack_state(state: dict  # name -> thing to checkpoint
     """A picklable view of `state`, name -> (kind, payload); serialise it at once (state dicts are references)."""
     return {k: (_kind(v), _payload(_kind(v), v)) for k, v in state.items()}
 
-# %% ../nbs/35_train.ipynb #142d16fb
+# %% ../nbs/35_train.ipynb #f162f418
 def _same_layout(old, new) -> bool:
     """Both tensors or both numpy arrays, of equal shape and dtype."""
     tensors = isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor)
@@ -76,7 +76,7 @@ def unpack_state(state: dict,  # the live state, filled in place
             raise BadInputError(f"{where}: state[{k!r}] was saved as {kind}, now it is a {type(state[k]).__name__}")
         _restore(state, k, kind, payload)
 
-# %% ../nbs/35_train.ipynb #2150e055
+# %% ../nbs/35_train.ipynb #842f1ce5
 def rng_states() -> dict:
     """The global random states: Python, NumPy (legacy global), torch CPU and CUDA."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -88,7 +88,7 @@ def set_rng_states(s: dict  # from `rng_states`
     random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
     if s["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
-# %% ../nbs/35_train.ipynb #b6b7b16c
+# %% ../nbs/35_train.ipynb #65f01400
 CKPT_FORMAT = "reid-nb-train-1"
 
 def _plain_metrics(metrics: dict) -> dict:
@@ -125,7 +125,7 @@ def load_checkpoint(path: str | Path,  # checkpoint file
     unpack_state(state, ck["state"], where=str(path)); set_rng_states(ck["rng"])
     return ck["history"]
 
-# %% ../nbs/35_train.ipynb #b3c6047c
+# %% ../nbs/35_train.ipynb #0e99ea22
 def run_epochs(n_epochs: int,  # total number of epochs of the run
                epoch_fn,  # epoch_fn(epoch, state) -> dict of metrics; trains one epoch in place
                state: dict,  # name -> module / optimiser / scheduler / generator / tensor / array / plain value
@@ -143,7 +143,7 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
         if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
     return history
 
-# %% ../nbs/35_train.ipynb #30d76aa2
+# %% ../nbs/35_train.ipynb #cd1ef5dd
 _END = object()
 
 def _one_step(batch, step_fn, optimizer: torch.optim.Optimizer) -> dict | None:
@@ -152,7 +152,7 @@ def _one_step(batch, step_fn, optimizer: torch.optim.Optimizer) -> dict | None:
     loss, extra = out if isinstance(out, tuple) else (out, {})
     if not torch.isfinite(loss).all(): return None
     loss.backward(); optimizer.step()
-    return {"loss": float(loss.detach()), **{k: float(v) for k, v in extra.items()}}
+    return {"loss": float(loss.detach()), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in extra.items()}}
 
 def sgd_steps(n_iters: int,  # number of iterations
               batches,  # iterable of batches (e.g. a sampler generator), at least n_iters long
