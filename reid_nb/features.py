@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['as_features', 'extract_features', 'pairwise_distance', 'knn', 'jaccard_distance', 'k_reciprocal_rerank']
 
-# %% ../nbs/40_features.ipynb #253d5ed1
+# %% ../nbs/40_features.ipynb #37372d83
 import math
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import BadInputError, progress
 
-# %% ../nbs/40_features.ipynb #ff779ebb
+# %% ../nbs/40_features.ipynb #f3d1e3fd
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
                 name: str = "features"  # what the caller calls them, for messages
                ) -> torch.Tensor:
@@ -34,7 +34,7 @@ def _check_k(k: int, n: int, what: str):
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= n):
         raise BadInputError(f"{what}={k!r}: expected an integer between 1 and {n} (the number of points)")
 
-# %% ../nbs/40_features.ipynb #1c0be4c9
+# %% ../nbs/40_features.ipynb #40c97279
 def _forward(model, bank, idx: np.ndarray, device) -> torch.Tensor:
     f = model(bank.batch(idx, device=device))
     if f.ndim != 2 or len(f) != len(idx):
@@ -61,7 +61,7 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
         model.train(was_training)
     return as_features(torch.cat(parts), "extract_features: model output")
 
-# %% ../nbs/40_features.ipynb #f9a32d86
+# %% ../nbs/40_features.ipynb #552828b2
 def pairwise_distance(x: torch.Tensor,  # (n, d) features
                       y: torch.Tensor,  # (m, d) features, same device and dtype
                       metric: str = "euclidean"  # 'euclidean' (squared) or 'cosine' (1 - cos)
@@ -72,7 +72,7 @@ def pairwise_distance(x: torch.Tensor,  # (n, d) features
     d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None]
     return d.addmm_(x, y.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #9a5087dd
+# %% ../nbs/40_features.ipynb #82132587
 class _TopK:
     """The k smallest values per row seen so far, with their column indices, nearest first."""
     def __init__(self, n: int, k: int, like: torch.Tensor):
@@ -93,7 +93,7 @@ def _blocks(n: int, block: int) -> list[slice]:
 def _sqdist(a, b, a2, b2) -> torch.Tensor:
     return (a2[:, None] + b2[None]).addmm_(a, b.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #85ad9772
+# %% ../nbs/40_features.ipynb #dead6274
 def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
     """Squared distances of x to itself, upper-triangular blocks only: top-k per row (self first), row maxima, and
     the dense block rows < keep x columns >= keep when keep > 0."""
@@ -129,7 +129,7 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     index.add(xb)
     return index.search(xq, k)
 
-# %% ../nbs/40_features.ipynb #fd2972f9
+# %% ../nbs/40_features.ipynb #a42cd6e6
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
@@ -154,7 +154,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
-# %% ../nbs/40_features.ipynb #3f44e78a
+# %% ../nbs/40_features.ipynb #55810a93
 def _marks(nbr: np.ndarray, f: int, value=1) -> sp.csr_matrix:
     """Square CSR matrix whose row i marks nbr[i, :f] with `value`."""
     cols = np.ascontiguousarray(nbr[:, :f])
@@ -194,56 +194,73 @@ def _expand_query(V: sp.csr_matrix, nbr: np.ndarray, k2: int) -> sp.csr_matrix:
     """Local query expansion: V[i] <- mean of V over nbr[i, :k2] (step 5)."""
     return (_marks(nbr, k2, 1.0 / k2) @ V).tocsr()
 
-# %% ../nbs/40_features.ipynb #7121c687
-def _min_sum(Vr: sp.csr_matrix, W: sp.csr_matrix) -> np.ndarray:
-    """Dense m[i, j] = sum_l min(Vr[i, l], W[l, j]) (step 6), W holding the columns j of V transposed."""
-    lens = np.diff(W.indptr)[Vr.indices]
-    start = np.repeat(W.indptr[Vr.indices] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-    rows = np.repeat(np.repeat(np.arange(Vr.shape[0]), np.diff(Vr.indptr)), lens)
-    w = np.minimum(np.repeat(Vr.data, lens), W.data[start])
-    n = Vr.shape[0] * W.shape[1]
-    return np.bincount(rows * W.shape[1] + W.indices[start], w, n).reshape(Vr.shape[0], W.shape[1])
+# %% ../nbs/40_features.ipynb #eec11815
+def _torch_csr(W: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(W.indptr.astype(np.int64)), torch.from_numpy(W.indices.astype(np.int64)), torch.from_numpy(W.data)
 
-def _row_chunks(V: sp.csr_matrix, W: sp.csr_matrix, budget: int) -> list[tuple[int, int]]:
-    """Consecutive row ranges of V whose listed triples (about) and dense output stay within `budget` entries."""
-    n = V.shape[0]
-    work = np.cumsum(np.bincount(np.repeat(np.arange(n), np.diff(V.indptr)), np.diff(W.indptr)[V.indices], n))
-    by_work = np.searchsorted(work, np.arange(budget, work[-1] + 1, budget), side="right")
-    by_rows = np.arange(0, n, max(1, budget // W.shape[1]))
+def _min_sum(Vr: sp.csr_matrix, W: tuple, n_cols: int) -> np.ndarray:
+    """Dense m[i, j] = sum_l min(Vr[i, l], V[j, l]) (step 6); W = V's columns j as a torch CSR triple (row l lists
+    the images j with V[j, l] > 0)."""
+    indptr, indices, data = W
+    l = torch.from_numpy(Vr.indices.astype(np.int64))
+    lens = indptr[l + 1] - indptr[l]
+    n = int(lens.sum())
+    at = torch.repeat_interleave(indptr[l] - lens.cumsum(0) + lens, lens, output_size=n) + torch.arange(n)
+    row = torch.from_numpy(np.repeat(np.arange(Vr.shape[0]), np.diff(Vr.indptr)))
+    key = torch.repeat_interleave(row, lens, output_size=n).mul_(n_cols).add_(indices[at])
+    w = torch.minimum(torch.repeat_interleave(torch.from_numpy(Vr.data), lens, output_size=n), data[at])
+    return torch.bincount(key, w, Vr.shape[0] * n_cols).view(Vr.shape[0], n_cols).numpy()
+
+def _work(V: sp.csr_matrix, W: sp.csr_matrix) -> np.ndarray:
+    """Listed triples per row of V in `_min_sum` (an upper bound on the pairs it finds)."""
+    return np.bincount(np.repeat(np.arange(V.shape[0]), np.diff(V.indptr)), np.diff(W.indptr)[V.indices], V.shape[0])
+
+def _row_chunks(work: np.ndarray, n_cols: int, budget: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose listed triples (about) and dense output stay within `budget` entries."""
+    n, cum = len(work), np.cumsum(work)
+    by_work = np.searchsorted(cum, np.arange(budget, cum[-1] + 1, budget), side="right")
+    by_rows = np.arange(0, n, max(1, budget // n_cols))
     cuts = np.unique(np.concatenate([[0, n], by_work, by_rows]).astype(np.int64))
     return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
 
 def _overlaps(V: sp.csr_matrix, rows: slice, cols: slice, budget: int):
     """Yield (r0, r1, m) for row blocks of `rows`, with m the dense shared mass against the images in `cols`."""
     W, Vr = V[cols].T.tocsr(), V[rows]
-    for r0, r1 in progress(_row_chunks(Vr, W, budget), "jaccard"):
-        yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], W)
+    Wt, n_cols = _torch_csr(W), W.shape[1]
+    for r0, r1 in progress(_row_chunks(_work(Vr, W), n_cols, budget), "jaccard"):
+        yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], Wt, n_cols)
 
-# %% ../nbs/40_features.ipynb #f7b8fa29
-def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """x[rows[t]] · x[cols[t]] for every t, in chunks of pairs (float64)."""
-    out = np.empty(len(rows))
+# %% ../nbs/40_features.ipynb #b251a0e7
+def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """x[rows[t]] · x[cols[t]] for every t, in cache-sized chunks of pairs (float64)."""
+    r, c = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
+    out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
     for s in range(0, len(rows), chunk):
-        r = torch.as_tensor(rows[s:s + chunk], device=x.device)
-        c = torch.as_tensor(cols[s:s + chunk], device=x.device)
-        out[s:s + chunk] = (x[r] * x[c]).sum(1).double().cpu().numpy()
-    return out
+        out[s:s + chunk] = (x.index_select(0, r[s:s + chunk]) * x.index_select(0, c[s:s + chunk])).sum(1)
+    return out.double().cpu().numpy()
 
-def _jaccard_csr(V: sp.csr_matrix, budget: int) -> sp.csr_matrix:
-    """Sparse 1 - m/(2 - m), clipped at 0, over the pairs with m > 0 (step 6)."""
-    n, parts = V.shape[0], []
-    for r0, _, m in _overlaps(V, slice(0, n), slice(0, n), budget):
-        r, c = np.nonzero(m)
-        v = m[r, c]
-        parts.append((r + r0, c, np.maximum(1 - v / (2 - v), 0).astype(np.float32)))
-    r, c, v = (np.concatenate(p) for p in zip(*parts))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=n))])
-    return sp.csr_matrix((v, c, indptr), shape=(n, n))
+def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_matrix:
+    """Sparse 1 - m/(2 - m), clipped at 0, over the pairs with m > 0 and distance < max_distance (step 6)."""
+    n = V.shape[0]
+    cap = int(_work(V, V.T.tocsr()).sum())  # an upper bound on the pairs: reserved, not touched (no RSS) until used
+    data, cols, counts, used = np.empty(cap, np.float32), np.empty(cap, np.int32), np.zeros(n, np.int64), 0
+    for r0, r1, m in _overlaps(V, slice(0, n), slice(0, n), budget):
+        flat = np.flatnonzero(m)
+        v = m.reshape(-1)[flat]
+        d = np.maximum(1 - v / (2 - v), 0)
+        keep = d < max_distance
+        r, c = np.divmod(flat[keep], n)
+        data[used:used + len(r)], cols[used:used + len(r)] = d[keep], c
+        counts[r0:r1] = np.bincount(r, minlength=r1 - r0)
+        used += len(r)
+    data.resize(used, refcheck=False); cols.resize(used, refcheck=False)
+    return sp.csr_matrix((data, cols, np.concatenate([[0], np.cumsum(counts)])), shape=(n, n))
 
 def jaccard_distance(x,  # (N, d) features (normalised here)
                      k1: int = 30,  # k-reciprocal neighbourhood size (CALR / Cluster-Contrast: 30)
                      k2: int = 6,  # local query expansion size, self included (1: none); 1 <= k2 <= k1
                      device: str | torch.device = "cpu",  # where neighbours and pair distances are computed
+                     max_distance: float = 1.0,  # store pairs closer than this (1: every pair sharing a neighbour)
                      block: int = 2048,  # rows per kNN block
                      budget: int = 1 << 22  # entries per chunk of the last step (memory ~ 40 bytes each)
                     ) -> sp.csr_matrix:
@@ -251,12 +268,13 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
     x = F.normalize(as_features(x, "jaccard_distance(x)"), dim=1).to(device)
     _check_k(k1, len(x), "jaccard_distance: k1")
     _check_k(k2, k1, "jaccard_distance: k2 (at most k1)")
+    if not 0 < max_distance <= 1: raise BadInputError(f"jaccard_distance: max_distance={max_distance}: expected 0 < it <= 1")
     nbr = knn(x, k1, device=device, block=block)[1]
     V = _encode(nbr, k1, k1, lambda r, c: 2 - 2 * _pair_dots(x, r, c))
     if k2 != 1: V = _expand_query(V, nbr, k2)
-    return _jaccard_csr(V, budget)
+    return _jaccard_csr(V, budget, max_distance)
 
-# %% ../nbs/40_features.ipynb #ede36431
+# %% ../nbs/40_features.ipynb #a94902f1
 def _pair_sqdist(x: torch.Tensor, x2: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared distances of the pairs (rows[t], cols[t]); exactly 0 on the diagonal."""
     d = np.maximum(x2[rows] + x2[cols] - 2 * _pair_dots(x, rows, cols), 0)

@@ -406,10 +406,10 @@ def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
     assert [r["method"] for r in read("main")] == ["Baseline", "CALR", "CALR(IBN)", "CALR(IBN+GeMPool)"]
     assert [r["setting"] for r in read("ablation")] == ["Baseline (Cluster-Contrast)", "+ refinement", "+ camera alignment",
                                                         "CALR w/o class weights", "CALR w/o intra-camera training", "CALR"]
-    assert len(read("claims")) == 8 and all(r["verdict"] for r in read("claims"))
+    assert len(read("claims")) == 10 and all(r["verdict"] for r in read("claims"))
     fig5 = read("figure5")
     assert {r["clusters"] for r in fig5} == {"global (−1 as a cluster)", "global w/o −1", "refined", "local (stage 1, per camera)"}
-    assert [r["features"] for r in read("figure1")] == ["before training", "Baseline", "CALR"]
+    assert [r["features"] for r in read("figure1")] == ["before training"] + [r["setting"] for r in read("ablation")]
     assert read("local")[-1]["labels"].startswith("Market-1501 shipped")
     for f in ("figure5-synth-smoke.png", "figure1-synth-smoke.png", "local_labels-synth-smoke.csv"):
         assert (tmp_path / "calr" / f).stat().st_size > 0
