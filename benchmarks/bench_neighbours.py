@@ -1,0 +1,94 @@
+"""Benchmark: kNN, the Jaccard distance (clustering) and k-reciprocal re-ranking (evaluation) at real-dataset sizes.
+
+* kNN on a Market-sized training set (12,936 x 2048, k = 30): our blocked torch search against faiss IndexFlatL2.
+* Jaccard distance, k1 = 30, k2 = 6 (CALR / Cluster-Contrast), on 12,936 images (Market train; target <= 8 s) and
+  32,621 images (MSMT17 train; target <= 4 GB peak), exact (every pair sharing a neighbour) and truncated at
+  max_distance = 0.6 (what DBSCAN with eps = 0.6 uses).
+* Re-ranking (k1 = 20, k2 = 6, lambda = 0.3) on Market's test set, 3,368 + 15,913 images (target <= 15 s, <= 2 GB).
+Reference, in the same process: the dense original algorithms (Cluster-Contrast's compute_jaccard_distance and
+torchreid's re_ranking, ported in tests/test_features.py), which hold N x N float32 matrices and loop in Python, so
+they run on a subset (first images of each set), where ours runs too for the speed ratio and the agreement check.
+Memory: peak resident memory above the level before the call. tracemalloc is not shown for the Jaccard steps: it
+counts the output buffers reserved at an upper bound, of which only the written part ever becomes resident.
+Run: flock /tmp/reid-nb-heavy.lock .venv/bin/python benchmarks/bench_neighbours.py [--quick]
+"""
+import os
+import sys
+
+os.environ.setdefault("REID_NB_PROGRESS", "0")
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from _reid_features import HEADER, features, market_split, measure, row, train_split
+from reid_nb.features import jaccard_distance, k_reciprocal_rerank, knn
+from test_features import dense_from_sparse, dense_jaccard_reference, dense_rerank_reference
+
+
+def bench_knn(x):
+    (_, i_torch), t_torch, rss_t, _ = measure(knn, x, 30, trace=False)
+    (_, i_faiss), t_faiss, rss_f, _ = measure(knn, x, 30, backend="faiss", trace=False)
+    same = np.mean([set(a) == set(b) for a, b in zip(i_torch, i_faiss)])
+    return [row("knn 12,936 x 2048, k=30 (torch, ours)", t_torch, rss_t, 0),
+            row("knn 12,936 x 2048, k=30 (faiss IndexFlatL2)", t_faiss, rss_f, 0),
+            f"<!-- torch/faiss: {t_faiss / t_torch:.1f}x faster; identical neighbour sets for {same:.4%} of rows -->"]
+
+
+def bench_jaccard(x, name, target, subset):
+    rows = []
+    for md in (1.0, 0.6):
+        J, dt, rss, _ = measure(jaccard_distance, x, 30, 6, max_distance=md, trace=False)
+        rows.append(row(f"jaccard {name}, max_distance={md} ({J.nnz / J.shape[0]:.0f} pairs/row)", dt, rss, 0, target))
+        del J
+    xs = x[:subset]
+    ref, t_ref, rss_ref, _ = measure(dense_jaccard_reference, xs.numpy(), 30, 6, trace=False)
+    J, t_ours, rss_ours, _ = measure(jaccard_distance, xs, 30, 6, trace=False)
+    diff = np.abs(dense_from_sparse(J) - ref).max()
+    rows += [row(f"jaccard first {subset}: dense Cluster-Contrast reference", t_ref, rss_ref, 0),
+             row(f"jaccard first {subset}: ours", t_ours, rss_ours, 0),
+             f"<!-- subset: ours {t_ref / t_ours:.0f}x faster, max |difference| {diff:.1e} -->"]
+    assert diff < 1e-5
+    return rows
+
+
+def bench_rerank(qf, gf, nq_sub, ng_sub):
+    out, dt, rss, _ = measure(k_reciprocal_rerank, qf, gf, 20, 6, 0.3, trace=False)
+    rows = [row(f"rerank {len(qf)} x {len(gf)} (k1=20, k2=6, lambda=0.3)", dt, rss, 0, "<= 15 s, <= 2 GB")]
+    q, g = qf[:nq_sub].double(), gf[:ng_sub].double()
+    e = lambda a, b: torch.cdist(a, b).numpy()
+    ref, t_ref, rss_ref, _ = measure(dense_rerank_reference, e(q, g), e(q, q), e(g, g), 20, 6, 0.3, trace=False)
+    mine, t_ours, rss_ours, _ = measure(k_reciprocal_rerank, qf[:nq_sub], gf[:ng_sub], 20, 6, 0.3, trace=False)
+    diff = np.abs(mine - ref).max()
+    rows += [row(f"rerank {nq_sub} x {ng_sub}: dense torchreid reference", t_ref, rss_ref, 0),
+             row(f"rerank {nq_sub} x {ng_sub}: ours", t_ours, rss_ours, 0),
+             f"<!-- subset: ours {t_ref / t_ours:.0f}x faster, max |difference| {diff:.1e} -->"]
+    assert diff < 1e-5
+    return rows
+
+
+def main(quick: bool = False):
+    print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}\n")
+    print(HEADER)
+    pids, cams = train_split(12936, 751, 6)
+    x = F.normalize(features(pids, cams))
+    for line in bench_knn(x) + bench_jaccard(x, "12,936 (Market train)", "<= 8 s", 2000): print(line, flush=True)
+    del x
+    if not quick:
+        pids, cams = train_split(32621, 1041, 15, seed=1)
+        x = F.normalize(features(pids, cams, seed=1))
+        J, dt, rss, _ = measure(jaccard_distance, x, 30, 6, trace=False)
+        print(row(f"jaccard 32,621 (MSMT17 train), max_distance=1.0 ({J.nnz / J.shape[0]:.0f} pairs/row)", dt, rss, 0,
+                  "<= 4 GB"), flush=True)
+        del J
+        J, dt, rss, _ = measure(jaccard_distance, x, 30, 6, max_distance=0.6, trace=False)
+        print(row(f"jaccard 32,621 (MSMT17 train), max_distance=0.6 ({J.nnz / J.shape[0]:.0f} pairs/row)", dt, rss,
+                  0, "<= 4 GB"), flush=True)
+        del J, x
+    q_pids, g_pids, q_cams, g_cams = market_split()
+    x = features(np.concatenate([q_pids, g_pids]), np.concatenate([q_cams, g_cams]))
+    x = F.normalize(x)
+    for line in bench_rerank(x[:len(q_pids)], x[len(q_pids):], 500, 1500): print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)
