@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['as_features', 'extract_features', 'pairwise_distance', 'knn', 'jaccard_distance', 'k_reciprocal_rerank']
 
-# %% ../nbs/40_features.ipynb #e543484f
+# %% ../nbs/40_features.ipynb #1f0e835b
 import math
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import BadInputError, progress
 
-# %% ../nbs/40_features.ipynb #e29b713d
+# %% ../nbs/40_features.ipynb #ac3b1bc9
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
                 name: str = "features"  # what the caller calls them, for messages
                ) -> torch.Tensor:
@@ -34,7 +34,7 @@ def _check_k(k: int, n: int, what: str):
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= n):
         raise BadInputError(f"{what}={k!r}: expected an integer between 1 and {n} (the number of points)")
 
-# %% ../nbs/40_features.ipynb #fa7bb09c
+# %% ../nbs/40_features.ipynb #77ba9c77
 def _forward(model, bank, idx: np.ndarray, device) -> torch.Tensor:
     f = model(bank.batch(idx, device=device))
     if f.ndim != 2 or len(f) != len(idx):
@@ -61,7 +61,7 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
         model.train(was_training)
     return as_features(torch.cat(parts), "extract_features: model output")
 
-# %% ../nbs/40_features.ipynb #eaaa549c
+# %% ../nbs/40_features.ipynb #4ab76e0a
 def pairwise_distance(x: torch.Tensor,  # (n, d) features
                       y: torch.Tensor,  # (m, d) features, same device and dtype
                       metric: str = "euclidean"  # 'euclidean' (squared) or 'cosine' (1 - cos)
@@ -72,7 +72,7 @@ def pairwise_distance(x: torch.Tensor,  # (n, d) features
     d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None]
     return d.addmm_(x, y.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #e95b4f1f
+# %% ../nbs/40_features.ipynb #e2720908
 class _TopK:
     """The k smallest values per row seen so far, with their column indices, nearest first."""
     def __init__(self, n: int, k: int, like: torch.Tensor):
@@ -93,7 +93,7 @@ def _blocks(n: int, block: int) -> list[slice]:
 def _sqdist(a, b, a2, b2) -> torch.Tensor:
     return (a2[:, None] + b2[None]).addmm_(a, b.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #63657a35
+# %% ../nbs/40_features.ipynb #d9037e07
 def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
     """Squared distances of x to itself, upper-triangular blocks only: top-k per row (self first), row maxima, and
     the dense block rows < keep x columns >= keep when keep > 0."""
@@ -129,7 +129,7 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     index.add(xb)
     return index.search(xq, k)
 
-# %% ../nbs/40_features.ipynb #a5fb3ae1
+# %% ../nbs/40_features.ipynb #4fc5ff83
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
@@ -154,7 +154,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
-# %% ../nbs/40_features.ipynb #8b97f46d
+# %% ../nbs/40_features.ipynb #1ec7f817
 def _marks(nbr: np.ndarray, f: int, value=1) -> sp.csr_matrix:
     """Square CSR matrix whose row i marks nbr[i, :f] with `value`."""
     cols = np.ascontiguousarray(nbr[:, :f])
@@ -194,7 +194,7 @@ def _expand_query(V: sp.csr_matrix, nbr: np.ndarray, k2: int) -> sp.csr_matrix:
     """Local query expansion: V[i] <- mean of V over nbr[i, :k2] (step 5)."""
     return (_marks(nbr, k2, 1.0 / k2) @ V).tocsr()
 
-# %% ../nbs/40_features.ipynb #12f1347d
+# %% ../nbs/40_features.ipynb #23c331a9
 def _torch_csr(W: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (torch.from_numpy(W.indptr.astype(np.int64)), torch.from_numpy(W.indices.astype(np.int32)),
             torch.from_numpy(W.data))
@@ -231,7 +231,7 @@ def _overlaps(V: sp.csr_matrix, rows: slice, cols: slice, budget: int):
     for r0, r1 in progress(_row_chunks(_work(Vr, W), n_cols, budget), "jaccard"):
         yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], Wt, n_cols)
 
-# %% ../nbs/40_features.ipynb #65feb4f0
+# %% ../nbs/40_features.ipynb #5a418ef0
 def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """x[rows[t]] · x[cols[t]] for every t, in cache-sized chunks of pairs (float64)."""
     r, c = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
@@ -245,16 +245,18 @@ def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_m
     n = V.shape[0]
     cap = int(_work(V, V.T.tocsr()).sum())  # an upper bound on the pairs: reserved, not touched (no RSS) until used
     data, cols, counts, used = np.empty(cap, np.float32), np.empty(cap, np.int32), np.zeros(n, np.int64), 0
-    m_low = 2 * (1 - max_distance) / (2 - max_distance) * (1 - 1e-9)  # d < max_distance needs m above about this
+    m_low = 2 * (1 - max_distance) / (2 - max_distance) * (1 - 1e-6)  # d < max_distance needs m above about this
     for r0, r1, m in _overlaps(V, slice(0, n), slice(0, n), budget):
-        flat = np.flatnonzero(m > m_low)
-        v = m.reshape(-1)[flat]
+        hit = m > m_low
+        flat = np.flatnonzero(hit)
+        v = m.reshape(-1)[flat].astype(np.float32)
         d = np.maximum(1 - v / (2 - v), 0)
         keep = d < max_distance
-        r, c = np.divmod(flat[keep], n)
-        data[used:used + len(r)], cols[used:used + len(r)] = d[keep], c
-        counts[r0:r1] = np.bincount(r, minlength=r1 - r0)
-        used += len(r)
+        rows = np.repeat(np.arange(r1 - r0), np.count_nonzero(hit, axis=1))[keep]
+        c = flat[keep] - rows * n
+        data[used:used + len(c)], cols[used:used + len(c)] = d[keep], c
+        counts[r0:r1] = np.bincount(rows, minlength=r1 - r0)
+        used += len(c)
     data.resize(used, refcheck=False); cols.resize(used, refcheck=False)
     return sp.csr_matrix((data, cols, np.concatenate([[0], np.cumsum(counts)])), shape=(n, n))
 
@@ -276,7 +278,7 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
     if k2 != 1: V = _expand_query(V, nbr, k2)
     return _jaccard_csr(V, budget, max_distance)
 
-# %% ../nbs/40_features.ipynb #3d45515c
+# %% ../nbs/40_features.ipynb #019fd320
 def _pair_sqdist(x: torch.Tensor, x2: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared distances of the pairs (rows[t], cols[t]); exactly 0 on the diagonal."""
     d = np.maximum(x2[rows] + x2[cols] - 2 * _pair_dots(x, rows, cols), 0)

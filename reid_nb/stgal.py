@@ -10,7 +10,7 @@ __all__ = ['STGALConfig', 'stgal_config', 'pair_dist', 'visual_prob', 'track_ima
            'select_negatives', 'MinedLabels', 'mine_labels', 'group_batches', 'group_triplet_loss', 'fusion_pt',
            'fused_rank_dist']
 
-# %% ../nbs/61_stgal.ipynb #aaa8ab8f
+# %% ../nbs/61_stgal.ipynb #99f64c9c
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,7 +23,7 @@ from scipy.sparse.csgraph import connected_components
 from .core import BadInputError
 from .features import pairwise_distance
 
-# %% ../nbs/61_stgal.ipynb #6efbd07d
+# %% ../nbs/61_stgal.ipynb #0b4ab675
 _CHOICES = dict(sigma_mode=("quantile", "max"), neg_def=("union", "frame", "group"), pt_norm=("source", "pair"),
                 ibbs_scope=("camera_pair", "global"), neg_select=("prob", "topk"),
                 neg_median_over=("all", "cross_camera"))
@@ -40,16 +40,17 @@ class STGALConfig:
     delta_max: int = 1_000_001  # |delta| at or above this (frames) gets P_t = 0
     abs_delta: bool = False  # bin |t_i - t_j| (Duke scripts) instead of the signed difference (Market)
     pt_norm: str = "source"  # normalise P_t over (destination camera, bin) per source camera (code) or per 'pair'
-    pt_window: bool = False  # paper eq. 4: count pairs within ±eps of Δ (a [1/2, 1, 1/2] filter on the bins); code: no
+    pt_window: bool = False  # paper eq. 4: count the pairs within ±eps of Δ ([1/2, 1, 1/2] on the bins); code: no
     pt_smoothing_sigma_bins: float = 0.0  # Gaussian smoothing of the histogram along time, in bins (code: none)
     ibbs_k: int = 1  # a best buddy must be among the top-k of its partner
     ibbs_max_iter: int = 10  # IBBS iterations; 1 gives plain best-buddies pairs (BBP)
-    ibbs_scope: str = "camera_pair"  # mutual neighbours per physical camera pair (paper) or over all tracks ('global', code)
+    ibbs_scope: str = "camera_pair"  # mutual neighbours per physical camera pair (paper) or 'global' (code)
     neg_select: str = "prob"  # hard negatives sampled with probability ~ S_v (paper) or the 'topk' hardest (code)
     neg_per_bbp: int = 100  # number of hard negatives = neg_per_bbp * number of buddy pairs
     neg_median_over: str = "all"  # median of S_a over the whole T x T matrix (code) or over 'cross_camera' pairs
 
     def __post_init__(self):
+        """Check every field that takes one of a few named values."""
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise BadInputError(f"STGALConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
@@ -62,7 +63,7 @@ def stgal_config(fps: float,  # frames per second of the dataset's clock
     if not fps or fps <= 0: raise BadInputError(f"fps={fps!r}: STGAL needs a clock with a positive frame rate")
     return STGALConfig(eps=int(round(10 * fps)), abs_delta=abs_delta, **overrides)
 
-# %% ../nbs/61_stgal.ipynb #fc3696fd
+# %% ../nbs/61_stgal.ipynb #39c83b38
 def pair_dist(a: torch.Tensor,  # (n, d) features
               b: torch.Tensor,  # (m, d) features
               squared: bool = True,  # squared Euclidean (code) or plain Euclidean (paper)
@@ -77,7 +78,7 @@ def visual_prob(d: torch.Tensor,  # distances from pair_dist
     """P_v = exp(-alpha * d)."""
     return torch.exp(-alpha * d)
 
-# %% ../nbs/61_stgal.ipynb #c5b51548
+# %% ../nbs/61_stgal.ipynb #6e364390
 def track_images(track: np.ndarray,  # (N,) track id per image, -1 = unused
                  n_tracks: int | None = None,  # number of tracks (default: max id + 1)
                 ) -> list[np.ndarray]:
@@ -86,7 +87,7 @@ def track_images(track: np.ndarray,  # (N,) track id per image, -1 = unused
     order = np.argsort(track, kind="stable"); order = order[track[order] >= 0]
     return np.split(order, np.searchsorted(track[order], np.arange(1, n)))
 
-# %% ../nbs/61_stgal.ipynb #1bac4634
+# %% ../nbs/61_stgal.ipynb #40a21629
 def _pairs_within(blocks: list[np.ndarray],  # index arrays
                   labels: list[np.ndarray] | None = None,  # optional label per index; pairs must differ in it
                  ) -> np.ndarray:
@@ -117,7 +118,7 @@ def group_negatives(groups: list[np.ndarray],  # co-occurrence groups (arrays of
     labels = [np.concatenate([np.full(len(images[t]), t) for t in g]) for g in groups]
     return _pairs_within(blocks, labels)
 
-# %% ../nbs/61_stgal.ipynb #b9e28d55
+# %% ../nbs/61_stgal.ipynb #bd38e933
 def random_negatives(cam: np.ndarray,  # (N,) camera per image
                      track: np.ndarray,  # (N,) track per image
                      n: int,  # pairs wanted
@@ -145,7 +146,7 @@ def same_time_negatives(vcam: np.ndarray,  # (N,) virtual camera per image
     if len(pairs): return pairs
     return random_negatives(cam, track, n_fallback, rng or np.random.default_rng(0))
 
-# %% ../nbs/61_stgal.ipynb #9f019808
+# %% ../nbs/61_stgal.ipynb #15830f79
 def pair_values(feats: torch.Tensor,  # (N, d) features
                 pairs: np.ndarray,  # (m, 2) image pairs
                 squared: bool = True,  # squared or plain Euclidean
@@ -167,7 +168,7 @@ def estimate_sigma(d_neg: np.ndarray,  # distances of same-time negative pairs
     d_q = float(np.min(d_neg)) if mode == "max" else float(np.quantile(d_neg, 1 - q))
     return float(np.exp(-alpha * d_q)), d_q
 
-# %% ../nbs/61_stgal.ipynb #7c8f8934
+# %% ../nbs/61_stgal.ipynb #2e709004
 def matched_pairs(feats: torch.Tensor,  # (N, d) features
                   vcam: np.ndarray,  # (N,) virtual camera per image
                   cam: np.ndarray,  # (N,) physical camera per image
@@ -184,7 +185,7 @@ def matched_pairs(feats: torch.Tensor,  # (N, d) features
         i, j = ok.nonzero(as_tuple=True); out.append(torch.stack([i + s, j], 1).cpu())
     return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, 2), np.int64)
 
-# %% ../nbs/61_stgal.ipynb #fe4adeec
+# %% ../nbs/61_stgal.ipynb #711bc7b2
 def n_time_bins(eps: int, delta_max: int) -> int:
     """Number of bins on the edges arange(-delta_max, delta_max, eps)."""
     return int(np.ceil(2 * delta_max / eps))
@@ -198,7 +199,7 @@ def time_bins(delta: np.ndarray,  # time differences in frames (NaN allowed)
     inside = np.abs(np.nan_to_num(delta, nan=np.inf)) < delta_max
     return np.where(inside, np.floor((np.where(inside, delta, 0) + delta_max) / eps), -1).astype(np.int64)
 
-# %% ../nbs/61_stgal.ipynb #629437cc
+# %% ../nbs/61_stgal.ipynb #0269dc85
 @dataclass
 class TravelTime:
     """A learnt space-time model: sigma, the matched-set size, the histogram H and P_t per virtual-camera pair."""
@@ -244,12 +245,14 @@ def travel_pdf(counts: np.ndarray,  # (V, V, B) histogram
               ) -> np.ndarray:
     """P_t from the histogram: normalised per source camera (code) or per camera pair."""
     h = counts.astype(np.float64)
-    if window: h = h + 0.5 * (np.pad(h[..., 1:], ((0, 0), (0, 0), (0, 1))) + np.pad(h[..., :-1], ((0, 0), (0, 0), (1, 0))))
+    if window:
+        pad = ((0, 0), (0, 0), (0, 1))
+        h = h + 0.5 * (np.pad(h[..., 1:], pad) + np.pad(h[..., :-1], pad[:2] + ((1, 0),)))
     if smooth_bins > 0: h = gaussian_filter1d(h, smooth_bins, axis=2, mode="constant")
     total = h.sum(axis=(1, 2), keepdims=True) if norm == "source" else h.sum(axis=2, keepdims=True)
     return h / np.maximum(1.0, total)
 
-# %% ../nbs/61_stgal.ipynb #08c0daaf
+# %% ../nbs/61_stgal.ipynb #8ee44272
 def pt_lookup(tt: TravelTime,  # the travel-time model
               vi: np.ndarray, vj: np.ndarray,  # virtual cameras of i and j (broadcastable)
               ti: np.ndarray, tj: np.ndarray,  # times of i and j in frames (broadcastable)
@@ -264,12 +267,13 @@ def fit_travel_time(feats: torch.Tensor,  # (N, d) features of the training imag
                     track: np.ndarray,  # (N,) track id per image
                     groups: list[np.ndarray],  # co-occurrence groups of tracks
                     cfg: STGALConfig,  # settings
-                    n_vcams: int | None = None,  # virtual cameras of the dataset (query/gallery may hold more than train)
+                    n_vcams: int | None = None,  # virtual cameras of the dataset (query/gallery may hold more)
                     rng: np.random.Generator | None = None,  # for the negative fallback
                     device: str | torch.device = "cpu",  # where distances are computed
                    ) -> TravelTime:
     """Sigma, the matched set and the travel-time PDF from features (spec §4.4 steps 1-5)."""
-    if np.isnan(np.asarray(t_frames, dtype=float)).any(): raise BadInputError("t_frames: STGAL needs a time for every image")
+    if np.isnan(np.asarray(t_frames, dtype=float)).any():
+        raise BadInputError("t_frames: STGAL needs a time for every image; found NaN")
     neg = same_time_negatives(vcam, cam, t_frames, track, groups, cfg.neg_def, rng)
     d_neg = pair_values(feats, neg, cfg.squared)
     sigma, d_q = estimate_sigma(d_neg, cfg.alpha, cfg.sigma_mode, cfg.sigma_q)
@@ -277,10 +281,11 @@ def fit_travel_time(feats: torch.Tensor,  # (N, d) features of the training imag
     cv = cams_of_vcams(vcam, cam, n_vcams)
     counts, n_out = travel_counts(pairs, vcam, t_frames, cv, cfg.eps, cfg.delta_max, cfg.abs_delta)
     pt = travel_pdf(counts, cfg.pt_norm, cfg.pt_smoothing_sigma_bins, cfg.pt_window)
-    stats = dict(n_negatives=len(neg), n_matched=len(pairs), n_outside_range=n_out, neg_d_median=float(np.median(d_neg)))
+    stats = dict(n_negatives=len(neg), n_matched=len(pairs), n_outside_range=n_out,
+                 neg_d_median=float(np.median(d_neg)))
     return TravelTime(counts, pt, cv, cfg.eps, cfg.delta_max, cfg.abs_delta, sigma, d_q, stats)
 
-# %% ../nbs/61_stgal.ipynb #3b1607c4
+# %% ../nbs/61_stgal.ipynb #532b788f
 def _sum_columns(x: torch.Tensor, col_track: torch.Tensor, T: int) -> torch.Tensor:
     """(b, T) float64 sums of the columns of x grouped by their track."""
     return torch.zeros(len(x), T, dtype=torch.float64, device=x.device).index_add_(1, col_track, x.double())
@@ -306,9 +311,9 @@ def track_scores(feats: torch.Tensor,  # (N, d) features
     n = torch.bincount(tr, minlength=T).double(); norm = (n[:, None] * n[None]).clamp_min(1)
     return (sa / norm).cpu().numpy(), (sv / norm).cpu().numpy()
 
-# %% ../nbs/61_stgal.ipynb #21b1b73d
+# %% ../nbs/61_stgal.ipynb #f4d650b1
 def _camera_blocks(cams: np.ndarray | None, T: int) -> tuple[np.ndarray, list, np.ndarray]:
-    """Order putting each camera's tracks together (stable), each camera's (lo, hi) block, and block of each position."""
+    """Order grouping each camera's tracks (stable), each camera's (lo, hi) block, and the block of each position."""
     if cams is None: return np.arange(T), [(0, T)], np.zeros(T, np.int64)
     order = np.argsort(cams, kind="stable"); c = np.asarray(cams)[order]
     cut = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
@@ -353,7 +358,7 @@ def best_buddies(S: np.ndarray,  # (T, T) track scores (S_a)
     """(m, 2) pairs (A < B) that are in each other's top k, with positive scores both ways (one BBP pass)."""
     return ibbs(S, k, 1, cams)
 
-# %% ../nbs/61_stgal.ipynb #2ca4419f
+# %% ../nbs/61_stgal.ipynb #dd0aa6a5
 def merge_components(pairs: np.ndarray,  # (m, 2) buddy pairs
                      n_tracks: int,  # number of tracks
                     ) -> np.ndarray:
@@ -369,7 +374,7 @@ def merged_images(images: list[np.ndarray],  # image indices of every track
     union = [np.sort(np.concatenate([images[t] for t in members])) for members in track_images(comp)]
     return [union[c] for c in comp]
 
-# %% ../nbs/61_stgal.ipynb #3aea60b4
+# %% ../nbs/61_stgal.ipynb #b806cb60
 def negative_pool(Sa: np.ndarray,  # (T, T) track association scores
                   comp: np.ndarray | None = None,  # (T,) positive components; pairs inside one are dropped
                   cams: np.ndarray | None = None,  # (T,) camera per track (needed for median_over='cross_camera')
@@ -396,7 +401,7 @@ def select_negatives(pool: np.ndarray,  # (m, 2) candidate pairs
     keys = np.log(w) + (rng or np.random.default_rng(0)).gumbel(size=len(w))
     return pool[np.argpartition(-keys, n - 1)[:n]]
 
-# %% ../nbs/61_stgal.ipynb #e09fe577
+# %% ../nbs/61_stgal.ipynb #7c5cd822
 @dataclass
 class MinedLabels:
     """Stage-2 labels: buddy pairs, components, merged images, negative pairs and the stage-2 groups."""
@@ -421,7 +426,7 @@ def mine_labels(Sa: np.ndarray, Sv: np.ndarray,  # (T, T) track scores
     negs = select_negatives(pool, Sv, cfg.neg_per_bbp * len(pairs), cfg.neg_select, rng)
     return MinedLabels(pairs, comp, merged_images(images, comp), negs, list(groups) + [p for p in negs])
 
-# %% ../nbs/61_stgal.ipynb #729252fb
+# %% ../nbs/61_stgal.ipynb #1dba6089
 def group_batches(groups: list[np.ndarray],  # groups of track ids
                   images: list[np.ndarray],  # image indices of every track
                   key: np.ndarray,  # (T,) key of every track (track id, or component id in stage 2)
@@ -439,7 +444,7 @@ def group_batches(groups: list[np.ndarray],  # groups of track ids
         keep = rng.permutation(len(idx))[:batch_size]
         yield np.asarray(idx)[keep], np.asarray(gid)[keep], np.asarray(kk)[keep]
 
-# %% ../nbs/61_stgal.ipynb #ca8fdcc4
+# %% ../nbs/61_stgal.ipynb #40713dad
 def group_triplet_loss(feats: torch.Tensor,  # (B, d) embeddings
                        gid: torch.Tensor,  # (B,) group id per image
                        key: torch.Tensor,  # (B,) identity key per image
@@ -455,7 +460,7 @@ def group_triplet_loss(feats: torch.Tensor,  # (B, d) embeddings
     if drop_unpaired: loss = loss[pos.any(1) & neg.any(1)]
     return loss.mean() if len(loss) else feats.sum() * 0
 
-# %% ../nbs/61_stgal.ipynb #6d3cfa80
+# %% ../nbs/61_stgal.ipynb #939fa967
 def fusion_pt(tt: TravelTime,  # travel-time model (re-estimated on the train set)
               q_vcam: np.ndarray, q_t: np.ndarray,  # (Q,) query virtual cameras and times
               g_vcam: np.ndarray, g_t: np.ndarray,  # (G,) gallery virtual cameras and times
