@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['evaluate', 'evaluate_features', 'cluster_metrics', 'ranked_list', 'plot_ranked_list', 'plot_cmc']
 
-# %% ../nbs/50_evaluation.ipynb #96f1fc1e
+# %% ../nbs/50_evaluation.ipynb #cef92db5
 import math
 from pathlib import Path
 
@@ -20,11 +20,11 @@ from sklearn.metrics.cluster import contingency_matrix
 from .core import BadInputError
 from .features import as_features, pairwise_distance
 
-# %% ../nbs/50_evaluation.ipynb #03697221
+# %% ../nbs/50_evaluation.ipynb #be902b4e
 def _labels(x, n: int, name: str) -> np.ndarray:
+    """`x` as n integer labels (int64); BadInputError naming `name` otherwise."""
     a = np.asarray(x)
-    if a.ndim != 1 or len(a) != n:
-        raise BadInputError(f"{name}: expected {n} labels (one per row/column of the distance), got shape {a.shape}")
+    if a.ndim != 1 or len(a) != n: raise BadInputError(f"{name}: expected {n} labels (one per row/column), got shape {a.shape}")
     if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all()):
         raise BadInputError(f"{name}: expected integer labels, got dtype {a.dtype}")
     return a.astype(np.int64)
@@ -49,7 +49,7 @@ def _keys(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
     else: code = np.unique(vals, return_inverse=True)[1].ravel()  # float64: exact ranks of the values
     return (rows.astype(np.int64) << 32) | code
 
-# %% ../nbs/50_evaluation.ipynb #f3d4b74e
+# %% ../nbs/50_evaluation.ipynb #f2092318
 def _at(d, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     """d[r, c] as a NumPy array; d is a NumPy array or a (GPU) tensor."""
     if isinstance(d, np.ndarray): return d[r, c]
@@ -89,7 +89,7 @@ def _match_ranks(d,  # (Q, G) distances of a block of queries: NumPy array, or a
     ranks = hist.cumsum(1) + np.arange(1, width + 1)
     return np.where(np.arange(width) < m[:, None], ranks, 0), m
 
-# %% ../nbs/50_evaluation.ipynb #5a705da2
+# %% ../nbs/50_evaluation.ipynb #c3b755e2
 def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     """Per query, from its sorted match ranks: first-match rank, AP (standard, trapezoid) and INP."""
     R = ranks.astype(np.float64)
@@ -100,14 +100,11 @@ def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     return dict(first=R[:, 0], standard=prec.sum(1) / mm, trapezoid=np.where(live, (prev + prec) / 2, 0).sum(1) / mm,
                 inp=m / np.maximum(last, 1), valid=m > 0)
 
-# %% ../nbs/50_evaluation.ipynb #037cca32
+# %% ../nbs/50_evaluation.ipynb #7ce07cb9
 def _host(d):
     """A block as a NumPy float array, unless it is a tensor on a GPU (kept there)."""
-    if isinstance(d, torch.Tensor):
-        d = d.detach()
-        if d.device.type != "cpu": return d if d.is_floating_point() else d.double()
-        d = d.numpy()
-    d = np.asarray(d)
+    if isinstance(d, torch.Tensor) and d.device.type != "cpu": return d if d.is_floating_point() else d.double()
+    d = np.asarray(d.detach().numpy() if isinstance(d, torch.Tensor) else d)
     return d if d.dtype in (np.float32, np.float64) else d.astype(np.float64)
 
 def _block(dist, s: int, e: int, score: bool):
@@ -121,6 +118,7 @@ def _block(dist, s: int, e: int, score: bool):
     return -d if score else d
 
 def _summary(parts: list[dict], ap_mode: str, max_rank: int) -> dict:
+    """CMC, mAP, mINP and counts over the valid queries of all blocks."""
     s = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     valid, n_valid = s["valid"], int(s["valid"].sum())
     if n_valid == 0: raise BadInputError("evaluate: no query has a true match in the gallery (all skipped)")
@@ -130,16 +128,23 @@ def _summary(parts: list[dict], ap_mode: str, max_rank: int) -> dict:
     return dict(cmc=cmc, mAP=float(ap[valid].mean()), mINP=float(s["inp"][valid].mean()), n_valid=n_valid,
                 n_skipped=int(len(valid) - n_valid), ap=ap)
 
+def _metrics(blocks, qp: np.ndarray, qc: np.ndarray, gal: dict, ties: str, ap_mode: str, max_rank: int) -> dict:
+    """The metrics from (first query, distance block) pairs that cover the queries in order."""
+    parts = [_scores(*_match_ranks(d, qp[s:s + len(d)], qc[s:s + len(d)], gal, ties)) for s, d in blocks]
+    return _summary(parts, ap_mode, max_rank)
+
 def _check_modes(ap_mode: str, ties: str, max_rank: int):
+    """BadInputError for an unknown AP mode or tie rule, or a CMC shorter than 1."""
     if ap_mode not in ("standard", "trapezoid"): raise BadInputError(f"ap_mode={ap_mode!r}: expected 'standard' or 'trapezoid'")
     if ties not in ("pessimistic", "optimistic"): raise BadInputError(f"ties={ties!r}: expected 'pessimistic' or 'optimistic'")
     if max_rank < 1: raise BadInputError(f"max_rank={max_rank}: expected at least 1")
 
 def _check_shape(nq: int, ng: int, what: str):
+    """BadInputError when there is no query or no gallery image."""
     if nq == 0: raise BadInputError(f"{what}: no queries")
     if ng == 0: raise BadInputError(f"{what}: the gallery is empty")
 
-# %% ../nbs/50_evaluation.ipynb #b4447e3b
+# %% ../nbs/50_evaluation.ipynb #13c800c4
 def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); NumPy or torch
              q_pids, g_pids,  # (Q,), (G,) identities; gallery -1 = junk (removed), 0 = distractor (kept)
              q_cams, g_cams,  # (Q,), (G,) physical cameras
@@ -156,13 +161,11 @@ def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); N
     _check_shape(nq, ng, "evaluate")
     qp, qc = _labels(q_pids, nq, "q_pids"), _labels(q_cams, nq, "q_cams")
     gal = _gallery(_labels(g_pids, ng, "g_pids"), _labels(g_cams, ng, "g_cams"))
-    step, parts = max(1, chunk // ng), []
-    for s in range(0, nq, step):
-        d = _block(dist, s, s + step, score)
-        parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
-    return _summary(parts, ap_mode, max_rank)
+    step = max(1, chunk // ng)
+    blocks = ((s, _block(dist, s, s + step, score)) for s in range(0, nq, step))
+    return _metrics(blocks, qp, qc, gal, ties, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #cf666ce1
+# %% ../nbs/50_evaluation.ipynb #4d415fdb
 def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
                       q_pids, g_pids, q_cams, g_cams,  # identities and cameras, as in `evaluate`
                       metric: str = "cosine",  # 'cosine' (1 - cos) or 'euclidean' (squared)
@@ -182,15 +185,14 @@ def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
     nq, ng = len(qf), len(gf)
     qp, qc = _labels(q_pids, nq, "q_pids"), _labels(q_cams, nq, "q_cams")
     gal = _gallery(_labels(g_pids, ng, "g_pids"), _labels(g_cams, ng, "g_cams"))
-    step, parts = max(1, chunk // ng), []
-    for s in range(0, nq, step):
-        q = qf[s:s + step]
-        d = _host(torch.mm(q, gf.T).neg_().add_(1) if metric == "cosine" else pairwise_distance(q, gf))
-        parts.append(_scores(*_match_ranks(d, qp[s:s + step], qc[s:s + step], gal, ties)))
-    return _summary(parts, ap_mode, max_rank)
+    step = max(1, chunk // ng)
+    dist = lambda q: torch.mm(q, gf.T).neg_().add_(1) if metric == "cosine" else pairwise_distance(q, gf)
+    blocks = ((s, _host(dist(qf[s:s + step]))) for s in range(0, nq, step))
+    return _metrics(blocks, qp, qc, gal, ties, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #f20ffb64
+# %% ../nbs/50_evaluation.ipynb #f9136304
 def _harmonic(p: float, r: float) -> float:
+    """F-score of a precision and a recall (0 when both are 0)."""
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 def _cluster_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
@@ -210,7 +212,7 @@ def _cluster_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
 _CLUSTER_KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_precision", "bcubed_recall",
                  "bcubed_f", "expansion", "nmi")
 
-# %% ../nbs/50_evaluation.ipynb #ce5644c3
+# %% ../nbs/50_evaluation.ipynb #35b5b281
 def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
                     gt,  # (N,) ground-truth identities
                     noise: str = "cluster",  # -1 handling: 'cluster' (one big cluster) or 'drop' (images removed)
@@ -228,7 +230,7 @@ def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
     out = {k: (sum(w * s[k] for w, s in parts if w) / n if n else math.nan) for k in _CLUSTER_KEYS}
     return {**out, "n": n, "n_dropped": int((~keep).sum())}
 
-# %% ../nbs/50_evaluation.ipynb #c8e07ef3
+# %% ../nbs/50_evaluation.ipynb #7231fafa
 def ranked_list(dist_row,  # (G,) distances of one query (or scores with score=True)
                 q_pid: int, q_cam: int,  # the query's identity and camera
                 g_pids, g_cams,  # (G,) gallery identities and cameras
@@ -253,14 +255,16 @@ def _image(img) -> np.ndarray:
     if a.dtype.kind == "f": a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     return a.squeeze()
 
-# %% ../nbs/50_evaluation.ipynb #79f98c20
+# %% ../nbs/50_evaluation.ipynb #6e6cf611
 def _tile(ax, img, caption: str, colour: str):
+    """One framed image with a caption."""
     ax.imshow(_image(img))
     ax.set_xticks([]); ax.set_yticks([])
     for side in ax.spines.values(): side.set_edgecolor(colour); side.set_linewidth(3)
     ax.set_xlabel(caption, fontsize=8)
 
 def _when(t) -> str:
+    """A caption line for a time in seconds, or nothing when unknown."""
     return "" if t is None or not np.isfinite(t) else f"\nt={float(t):.1f}s"
 
 def plot_ranked_list(dist_row, q_pid: int, q_cam: int, g_pids, g_cams,  # as in `ranked_list`
