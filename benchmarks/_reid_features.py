@@ -4,7 +4,9 @@ Features: each identity has a random centre in R^d, each camera a random bias; a
 centre + 0.45 * camera bias + 3.0 * noise (distractors get their own random centre). With d = 2048 this gives
 Market-like numbers (mAP ~ 0.75, rank-1 ~ 0.99, mINP ~ 0.2): matches are near but far from all first.
 Memory: peak resident memory above the level before the call (VmHWM, reset through /proc/self/clear_refs) and the
-tracemalloc peak (NumPy allocations; torch's are not traced).
+tracemalloc peak (NumPy allocations; torch's are not traced). Memory that an earlier step freed but the allocator
+kept can be reused without raising the peak, so a step's figure can undercount: run a step alone in its own process
+for its true peak (bench_neighbours.py takes step names).
 """
 import gc
 import sys
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
 sys.path.insert(0, str(ROOT / "tests"))  # the dense / per-query references live in the test files
 
 

@@ -47,14 +47,17 @@ def _shared_mass_rows(V, rows):
     return out
 
 
-def dense_jaccard_reference(features, k1=20, k2=6):
-    """Cluster-Contrast compute_jaccard_distance (search_option=3, float32), returning the dense (N, N) matrix."""
+def dense_jaccard_reference(features, k1=20, k2=6, initial_rank=None):
+    """Cluster-Contrast compute_jaccard_distance (search_option=3, float32), returning the dense (N, N) matrix.
+    `initial_rank` (ours) replaces the faiss search: near-ties (distances equal to float precision) may be ordered
+    differently by two exact searches, and the result is sensitive to that order."""
     import faiss
     feats = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
     n = len(feats)
-    index = faiss.IndexFlatL2(feats.shape[1])
-    index.add(feats)
-    _, initial_rank = index.search(feats, k1)
+    if initial_rank is None:
+        index = faiss.IndexFlatL2(feats.shape[1])
+        index.add(feats)
+        _, initial_rank = index.search(feats, k1)
     nn_k1 = [_k_reciprocal(initial_rank, i, k1) for i in range(n)]
     nn_half = [_k_reciprocal(initial_rank, i, int(np.around(k1 / 2))) for i in range(n)]
     V = np.zeros((n, n), dtype=np.float32)
@@ -71,14 +74,15 @@ def dense_jaccard_reference(features, k1=20, k2=6):
     return jaccard
 
 
-def dense_rerank_reference(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
-    """torchreid re_ranking: distance matrices in, (Q, G) re-ranked distance out."""
+def dense_rerank_reference(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3, initial_rank=None):
+    """torchreid re_ranking: distance matrices in, (Q, G) re-ranked distance out (`initial_rank`: as above)."""
     original = np.concatenate([np.concatenate([q_q_dist, q_g_dist], axis=1),
                                np.concatenate([q_g_dist.T, g_g_dist], axis=1)], axis=0)
     original = np.power(original, 2).astype(np.float32)
     original = np.transpose(1.0 * original / np.max(original, axis=0))
     V = np.zeros_like(original).astype(np.float32)
-    initial_rank = np.argsort(original).astype(np.int32)
+    if initial_rank is None:
+        initial_rank = np.argsort(original).astype(np.int32)
     nq, n = q_g_dist.shape[0], original.shape[0]
     nn_k1 = [_k_reciprocal(initial_rank, i, k1) for i in range(n)]
     nn_half = [_k_reciprocal(initial_rank, i, int(np.around(k1 / 2.0))) for i in range(n)]
@@ -171,6 +175,12 @@ def test_jaccard_budget_does_not_change_result():
     x = clustered(5, 8, 8, 0.5, 3)
     a, b = jaccard_distance(x, 6, 3), jaccard_distance(x, 6, 3, budget=50)
     assert (a != b).nnz == 0 and a.nnz == b.nnz and np.allclose(a.diagonal(), 0)
+
+
+def test_jaccard_normalises_only_non_unit_features():
+    x = clustered(5, 8, 8, 0.5, 6)
+    a, b = jaccard_distance(x, 6, 3), jaccard_distance(x * 4.0, 6, 3)
+    assert np.abs(dense_from_sparse(a) - dense_from_sparse(b)).max() < 1e-6
 
 
 def test_jaccard_memory_is_sparse():
