@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['as_features', 'extract_features', 'pairwise_distance', 'knn', 'jaccard_distance', 'k_reciprocal_rerank']
 
-# %% ../nbs/40_features.ipynb #4609795b
+# %% ../nbs/40_features.ipynb #111b02f5
 import math
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import BadInputError, progress
 
-# %% ../nbs/40_features.ipynb #fab18b09
+# %% ../nbs/40_features.ipynb #483638b5
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
                 name: str = "features"  # what the caller calls them, for messages
                ) -> torch.Tensor:
@@ -36,7 +36,7 @@ def _check_k(k: int, n: int, what: str):
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= n):
         raise BadInputError(f"{what}={k!r}: expected an integer between 1 and {n} (the number of points)")
 
-# %% ../nbs/40_features.ipynb #8c65ec45
+# %% ../nbs/40_features.ipynb #45b773b6
 def _forward(model, bank, idx: np.ndarray, device) -> torch.Tensor:
     """Features of the images idx, checked to be (len(idx), d), on the CPU."""
     f = model(bank.batch(idx, device=device))
@@ -64,7 +64,7 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
         model.train(was_training)
     return as_features(torch.cat(parts), "extract_features: model output")
 
-# %% ../nbs/40_features.ipynb #83ccef53
+# %% ../nbs/40_features.ipynb #9bd4ebaa
 def pairwise_distance(x: torch.Tensor,  # (n, d) features
                       y: torch.Tensor,  # (m, d) features, same device and dtype
                       metric: str = "euclidean"  # 'euclidean' (squared) or 'cosine' (1 - cos)
@@ -75,7 +75,7 @@ def pairwise_distance(x: torch.Tensor,  # (n, d) features
     d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None]
     return d.addmm_(x, y.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #73864b91
+# %% ../nbs/40_features.ipynb #ef19fd03
 class _TopK:
     """The k smallest values per row seen so far, with their column indices, nearest first."""
     def __init__(self, n: int, k: int, like: torch.Tensor):
@@ -98,7 +98,7 @@ def _sqdist(a, b, a2, b2) -> torch.Tensor:
     """Squared distances between the rows of a and b, given their squared norms a2 and b2."""
     return (a2[:, None] + b2[None]).addmm_(a, b.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #3525dbdf
+# %% ../nbs/40_features.ipynb #0dd84d18
 def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
     """Squared distances of x to itself, upper-triangular blocks only: top-k per row (self first), row maxima, and
     the dense block rows < keep x columns >= keep when keep > 0."""
@@ -135,7 +135,7 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     index.add(xb)
     return index.search(xq, k)
 
-# %% ../nbs/40_features.ipynb #d2451246
+# %% ../nbs/40_features.ipynb #b82a2235
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
@@ -160,7 +160,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
-# %% ../nbs/40_features.ipynb #d5a9d2f0
+# %% ../nbs/40_features.ipynb #bffb85cb
 def _marks(nbr: np.ndarray, f: int, value=1) -> sp.csr_matrix:
     """Square CSR matrix whose row i marks nbr[i, :f] with `value`."""
     cols = np.ascontiguousarray(nbr[:, :f])
@@ -200,7 +200,7 @@ def _expand_query(V: sp.csr_matrix, nbr: np.ndarray, k2: int) -> sp.csr_matrix:
     """Local query expansion: V[i] <- mean of V over nbr[i, :k2] (step 5)."""
     return (_marks(nbr, k2, 1.0 / k2) @ V).tocsr()
 
-# %% ../nbs/40_features.ipynb #d89b9cb9
+# %% ../nbs/40_features.ipynb #509276fd
 def _torch_csr(W: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A CSR matrix as torch (indptr int64, indices int32, data) without copying the data."""
     return (torch.from_numpy(W.indptr.astype(np.int64)), torch.from_numpy(W.indices.astype(np.int32)),
@@ -238,7 +238,7 @@ def _overlaps(V: sp.csr_matrix, rows: slice, cols: slice, budget: int):
     for r0, r1 in progress(_row_chunks(_work(Vr, W), n_cols, budget), "jaccard"):
         yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], Wt, n_cols)
 
-# %% ../nbs/40_features.ipynb #d1019e8b
+# %% ../nbs/40_features.ipynb #c6f147a5
 def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """x[rows[t]] · x[cols[t]] for every t, in cache-sized chunks of pairs (float64)."""
     r, c = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
@@ -257,15 +257,13 @@ def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_m
         hit = m > m_low
         flat = np.flatnonzero(hit)
         v = m.reshape(-1)[flat].astype(np.float32)
-        d = np.maximum(1 - v / (2 - v), 0)
-        rows = np.repeat(np.arange(r1 - r0), np.count_nonzero(hit, axis=1))
+        d, rows = np.maximum(1 - v / (2 - v), 0), np.repeat(np.arange(r1 - r0), np.count_nonzero(hit, axis=1))
         if max_distance < 1:  # (with 1, every m > 0 has d < 1: nothing to drop)
             keep = d < max_distance
             d, flat, rows = d[keep], flat[keep], rows[keep]
-        c = flat - rows * n
-        data[used:used + len(c)], cols[used:used + len(c)] = d, c
+        data[used:used + len(d)], cols[used:used + len(d)] = d, flat - rows * n
         counts[r0:r1] = np.bincount(rows, minlength=r1 - r0)
-        used += len(c)
+        used += len(d)
     data.resize(used, refcheck=False); cols.resize(used, refcheck=False)
     return sp.csr_matrix((data, cols, np.concatenate([[0], np.cumsum(counts)])), shape=(n, n))
 
@@ -289,7 +287,7 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
     if k2 != 1: V = _expand_query(V, nbr, k2)
     return _jaccard_csr(V, budget, max_distance)
 
-# %% ../nbs/40_features.ipynb #c144edf0
+# %% ../nbs/40_features.ipynb #e1bda3d4
 def _pair_sqdist(x: torch.Tensor, x2: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared distances of the pairs (rows[t], cols[t]); exactly 0 on the diagonal."""
     d = np.maximum(x2[rows] + x2[cols] - 2 * _pair_dots(x, rows, cols), 0)
