@@ -54,7 +54,8 @@ def _status(key: str) -> int:
 
 
 def measure(fn, *args, trace: bool = True, **kwargs):
-    """(result, seconds, peak RSS above the starting RSS in bytes, tracemalloc peak in bytes or 0 when not traced).
+    """(result, seconds, (peak RSS above the starting RSS, peak RSS of the process) in bytes, tracemalloc peak in
+    bytes or 0 when not traced).
     trace=False for the Python-loop references: tracemalloc would slow their many small allocations."""
     gc.collect()
     try: Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
@@ -66,12 +67,14 @@ def measure(fn, *args, trace: bool = True, **kwargs):
     dt = time.perf_counter() - t
     traced = tracemalloc.get_traced_memory()[1] if trace else 0
     if trace: tracemalloc.stop()
-    return out, dt, max(_status("VmHWM:") - base, 0), traced
+    hwm = _status("VmHWM:")
+    return out, dt, (max(hwm - base, 0), hwm), traced
 
 
-def row(name: str, dt: float, rss: int, traced: int, target: str = "") -> str:
+def row(name: str, dt: float, rss: tuple, traced: int, target: str = "") -> str:
     tm = f"{traced / 2**20:.0f} MB" if traced else "-"
-    return f"| {name} | {dt:.2f} s | {rss / 2**20:.0f} MB | {tm} | {target} |"
+    return f"| {name} | {dt:.2f} s | {rss[0] / 2**20:.0f} MB | {rss[1] / 2**20:.0f} MB | {tm} | {target} |"
 
 
-HEADER = "| step | time | peak RSS above start | tracemalloc peak | target |\n|---|---|---|---|---|"
+HEADER = ("| step | time | peak RSS above start | process peak RSS | tracemalloc peak | target |\n"
+          "|---|---|---|---|---|---|")

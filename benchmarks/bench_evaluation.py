@@ -40,7 +40,7 @@ def main():
     print(row("evaluate(dist)", t_ours, rss_ours, tr_ours, "<= 1 s"))
     print(row("evaluate_features(qf, gf)", t_feat, rss_feat, tr_feat, "<= 3 s"))
     print(row("reference: per-query NumPy loop on dist", t_ref, rss_ref, 0))
-    print(row("(reference input: full distance matrix)", t_dist, dist.nbytes, 0))
+    print(row("(reference input: full distance matrix)", t_dist, (dist.nbytes, 0), 0))
     print(f"\nspeed-up: evaluate {t_ref / t_ours:.1f}x the per-query loop; "
           f"evaluate_features {(t_ref + t_dist) / t_feat:.1f}x (distance matrix + loop)")
 

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['evaluate', 'evaluate_features', 'cluster_metrics', 'ranked_list', 'plot_ranked_list', 'plot_cmc']
 
-# %% ../nbs/50_evaluation.ipynb #cef92db5
+# %% ../nbs/50_evaluation.ipynb #31a2885b
 import math
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from .core import BadInputError
 from .features import as_features, pairwise_distance
 
-# %% ../nbs/50_evaluation.ipynb #be902b4e
+# %% ../nbs/50_evaluation.ipynb #6ce28824
 def _labels(x, n: int, name: str) -> np.ndarray:
     """`x` as n integer labels (int64); BadInputError naming `name` otherwise."""
     a = np.asarray(x)
@@ -49,7 +49,7 @@ def _keys(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
     else: code = np.unique(vals, return_inverse=True)[1].ravel()  # float64: exact ranks of the values
     return (rows.astype(np.int64) << 32) | code
 
-# %% ../nbs/50_evaluation.ipynb #f2092318
+# %% ../nbs/50_evaluation.ipynb #2deb5cd0
 def _at(d, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     """d[r, c] as a NumPy array; d is a NumPy array or a (GPU) tensor."""
     if isinstance(d, np.ndarray): return d[r, c]
@@ -89,7 +89,7 @@ def _match_ranks(d,  # (Q, G) distances of a block of queries: NumPy array, or a
     ranks = hist.cumsum(1) + np.arange(1, width + 1)
     return np.where(np.arange(width) < m[:, None], ranks, 0), m
 
-# %% ../nbs/50_evaluation.ipynb #c3b755e2
+# %% ../nbs/50_evaluation.ipynb #1491e500
 def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     """Per query, from its sorted match ranks: first-match rank, AP (standard, trapezoid) and INP."""
     R = ranks.astype(np.float64)
@@ -100,7 +100,7 @@ def _scores(ranks: np.ndarray, m: np.ndarray) -> dict:
     return dict(first=R[:, 0], standard=prec.sum(1) / mm, trapezoid=np.where(live, (prev + prec) / 2, 0).sum(1) / mm,
                 inp=m / np.maximum(last, 1), valid=m > 0)
 
-# %% ../nbs/50_evaluation.ipynb #7ce07cb9
+# %% ../nbs/50_evaluation.ipynb #bd4c6915
 def _host(d):
     """A block as a NumPy float array, unless it is a tensor on a GPU (kept there)."""
     if isinstance(d, torch.Tensor) and d.device.type != "cpu": return d if d.is_floating_point() else d.double()
@@ -144,7 +144,7 @@ def _check_shape(nq: int, ng: int, what: str):
     if nq == 0: raise BadInputError(f"{what}: no queries")
     if ng == 0: raise BadInputError(f"{what}: the gallery is empty")
 
-# %% ../nbs/50_evaluation.ipynb #13c800c4
+# %% ../nbs/50_evaluation.ipynb #e01a57af
 def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); NumPy or torch
              q_pids, g_pids,  # (Q,), (G,) identities; gallery -1 = junk (removed), 0 = distractor (kept)
              q_cams, g_cams,  # (Q,), (G,) physical cameras
@@ -165,7 +165,7 @@ def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); N
     blocks = ((s, _block(dist, s, s + step, score)) for s in range(0, nq, step))
     return _metrics(blocks, qp, qc, gal, ties, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #4d415fdb
+# %% ../nbs/50_evaluation.ipynb #1b553fed
 def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
                       q_pids, g_pids, q_cams, g_cams,  # identities and cameras, as in `evaluate`
                       metric: str = "cosine",  # 'cosine' (1 - cos) or 'euclidean' (squared)
@@ -190,7 +190,7 @@ def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
     blocks = ((s, _host(dist(qf[s:s + step]))) for s in range(0, nq, step))
     return _metrics(blocks, qp, qc, gal, ties, ap_mode, max_rank)
 
-# %% ../nbs/50_evaluation.ipynb #f9136304
+# %% ../nbs/50_evaluation.ipynb #45fbc269
 def _harmonic(p: float, r: float) -> float:
     """F-score of a precision and a recall (0 when both are 0)."""
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
@@ -212,7 +212,7 @@ def _cluster_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
 _CLUSTER_KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_precision", "bcubed_recall",
                  "bcubed_f", "expansion", "nmi")
 
-# %% ../nbs/50_evaluation.ipynb #35b5b281
+# %% ../nbs/50_evaluation.ipynb #d5f25cfd
 def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
                     gt,  # (N,) ground-truth identities
                     noise: str = "cluster",  # -1 handling: 'cluster' (one big cluster) or 'drop' (images removed)
@@ -230,7 +230,7 @@ def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
     out = {k: (sum(w * s[k] for w, s in parts if w) / n if n else math.nan) for k in _CLUSTER_KEYS}
     return {**out, "n": n, "n_dropped": int((~keep).sum())}
 
-# %% ../nbs/50_evaluation.ipynb #7231fafa
+# %% ../nbs/50_evaluation.ipynb #59ed27fa
 def ranked_list(dist_row,  # (G,) distances of one query (or scores with score=True)
                 q_pid: int, q_cam: int,  # the query's identity and camera
                 g_pids, g_cams,  # (G,) gallery identities and cameras
@@ -255,7 +255,7 @@ def _image(img) -> np.ndarray:
     if a.dtype.kind == "f": a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     return a.squeeze()
 
-# %% ../nbs/50_evaluation.ipynb #6e6cf611
+# %% ../nbs/50_evaluation.ipynb #e154ec0d
 def _tile(ax, img, caption: str, colour: str):
     """One framed image with a caption."""
     ax.imshow(_image(img))

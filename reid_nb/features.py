@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['as_features', 'extract_features', 'pairwise_distance', 'knn', 'jaccard_distance', 'k_reciprocal_rerank']
 
-# %% ../nbs/40_features.ipynb #111b02f5
+# %% ../nbs/40_features.ipynb #19e99852
 import math
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .core import BadInputError, progress
 
-# %% ../nbs/40_features.ipynb #483638b5
+# %% ../nbs/40_features.ipynb #987680c2
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
                 name: str = "features"  # what the caller calls them, for messages
                ) -> torch.Tensor:
@@ -36,7 +36,7 @@ def _check_k(k: int, n: int, what: str):
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= n):
         raise BadInputError(f"{what}={k!r}: expected an integer between 1 and {n} (the number of points)")
 
-# %% ../nbs/40_features.ipynb #45b773b6
+# %% ../nbs/40_features.ipynb #b8bc10e0
 def _forward(model, bank, idx: np.ndarray, device) -> torch.Tensor:
     """Features of the images idx, checked to be (len(idx), d), on the CPU."""
     f = model(bank.batch(idx, device=device))
@@ -64,7 +64,7 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
         model.train(was_training)
     return as_features(torch.cat(parts), "extract_features: model output")
 
-# %% ../nbs/40_features.ipynb #9bd4ebaa
+# %% ../nbs/40_features.ipynb #529fad84
 def pairwise_distance(x: torch.Tensor,  # (n, d) features
                       y: torch.Tensor,  # (m, d) features, same device and dtype
                       metric: str = "euclidean"  # 'euclidean' (squared) or 'cosine' (1 - cos)
@@ -75,7 +75,7 @@ def pairwise_distance(x: torch.Tensor,  # (n, d) features
     d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None]
     return d.addmm_(x, y.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #ef19fd03
+# %% ../nbs/40_features.ipynb #c564dfc1
 class _TopK:
     """The k smallest values per row seen so far, with their column indices, nearest first."""
     def __init__(self, n: int, k: int, like: torch.Tensor):
@@ -98,7 +98,7 @@ def _sqdist(a, b, a2, b2) -> torch.Tensor:
     """Squared distances between the rows of a and b, given their squared norms a2 and b2."""
     return (a2[:, None] + b2[None]).addmm_(a, b.T, alpha=-2).clamp_(min=0)
 
-# %% ../nbs/40_features.ipynb #0dd84d18
+# %% ../nbs/40_features.ipynb #932d5335
 def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
     """Squared distances of x to itself, upper-triangular blocks only: top-k per row (self first), row maxima, and
     the dense block rows < keep x columns >= keep when keep > 0."""
@@ -135,7 +135,7 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     index.add(xb)
     return index.search(xq, k)
 
-# %% ../nbs/40_features.ipynb #b82a2235
+# %% ../nbs/40_features.ipynb #5d7e83ed
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
@@ -160,7 +160,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
-# %% ../nbs/40_features.ipynb #bffb85cb
+# %% ../nbs/40_features.ipynb #501f4de0
 def _marks(nbr: np.ndarray, f: int, value=1) -> sp.csr_matrix:
     """Square CSR matrix whose row i marks nbr[i, :f] with `value`."""
     cols = np.ascontiguousarray(nbr[:, :f])
@@ -200,7 +200,7 @@ def _expand_query(V: sp.csr_matrix, nbr: np.ndarray, k2: int) -> sp.csr_matrix:
     """Local query expansion: V[i] <- mean of V over nbr[i, :k2] (step 5)."""
     return (_marks(nbr, k2, 1.0 / k2) @ V).tocsr()
 
-# %% ../nbs/40_features.ipynb #509276fd
+# %% ../nbs/40_features.ipynb #4268ffe5
 def _torch_csr(W: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A CSR matrix as torch (indptr int64, indices int32, data) without copying the data."""
     return (torch.from_numpy(W.indptr.astype(np.int64)), torch.from_numpy(W.indices.astype(np.int32)),
@@ -238,7 +238,7 @@ def _overlaps(V: sp.csr_matrix, rows: slice, cols: slice, budget: int):
     for r0, r1 in progress(_row_chunks(_work(Vr, W), n_cols, budget), "jaccard"):
         yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], Wt, n_cols)
 
-# %% ../nbs/40_features.ipynb #c6f147a5
+# %% ../nbs/40_features.ipynb #141484ed
 def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """x[rows[t]] · x[cols[t]] for every t, in cache-sized chunks of pairs (float64)."""
     r, c = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
@@ -287,7 +287,7 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
     if k2 != 1: V = _expand_query(V, nbr, k2)
     return _jaccard_csr(V, budget, max_distance)
 
-# %% ../nbs/40_features.ipynb #e1bda3d4
+# %% ../nbs/40_features.ipynb #f1be69d8
 def _pair_sqdist(x: torch.Tensor, x2: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared distances of the pairs (rows[t], cols[t]); exactly 0 on the diagonal."""
     d = np.maximum(x2[rows] + x2[cols] - 2 * _pair_dots(x, rows, cols), 0)
