@@ -10,7 +10,7 @@ __all__ = ['GradReverse', 'grad_reverse', 'CameraHead', 'camera_loss', 'cluster_
            'new_run', 'contrastive_epoch', 'intra_cluster', 'intra_camera_run', 'intra_camera_stage', 'inter_cluster',
            'refine_step', 'inter_camera_stage', 'evaluate_model']
 
-# %% ../nbs/62_calr.ipynb #f5ec2780
+# %% ../nbs/62_calr.ipynb #b5ce4ab6
 import copy
 import csv
 import io
@@ -34,7 +34,7 @@ from .models import BNNeck, build_backbone
 from .sampling import Augment, ImageBank, identity_batches
 from .train import run_epochs, sgd_steps
 
-# %% ../nbs/62_calr.ipynb #6ab5b5eb
+# %% ../nbs/62_calr.ipynb #703f8993
 class GradReverse(torch.autograd.Function):
     """Identity forward; the gradient times -lambda backward."""
     @staticmethod
@@ -49,7 +49,7 @@ def grad_reverse(x: torch.Tensor,  # any tensor
     """Gradient reversal layer (GRL)."""
     return GradReverse.apply(x, lambd)
 
-# %% ../nbs/62_calr.ipynb #8cfe10e8
+# %% ../nbs/62_calr.ipynb #3095c532
 class CameraHead(nn.Module):
     """Camera classifier MLP behind a gradient reversal layer; returns logits (§5.1)."""
     def __init__(self, in_dim: int,  # feature dimension
@@ -73,7 +73,7 @@ def camera_loss(logits: torch.Tensor,  # (B, C) camera-head logits
     if double_softmax: return F.cross_entropy(F.softmax(F.log_softmax(logits, 1), 1), cams)
     return F.cross_entropy(logits, cams)
 
-# %% ../nbs/62_calr.ipynb #1a307956
+# %% ../nbs/62_calr.ipynb #7298e1ff
 @torch.no_grad()
 def cluster_centroids(feats: torch.Tensor,  # (N, d) features
                       labels,  # (N,) cluster labels; -1 is ignored
@@ -98,7 +98,7 @@ def momentum_update_(memory: torch.Tensor,  # (K, d) centroids, changed in place
         memory[y] /= memory[y].norm()
     return memory
 
-# %% ../nbs/62_calr.ipynb #22b48e96
+# %% ../nbs/62_calr.ipynb #2b4f95ef
 class _MemoryLogits(torch.autograd.Function):
     """q·Vᵀ forward; backward: gradient with the old V, then the momentum update of V."""
     @staticmethod
@@ -131,7 +131,7 @@ class ClusterMemory(nn.Module):
         w = None if self.weights is None else self.weights + self.weight_eps
         return F.cross_entropy(logits, y, weight=w)
 
-# %% ../nbs/62_calr.ipynb #b289bfd5
+# %% ../nbs/62_calr.ipynb #19bc4881
 def camera_entropy_weights(labels,  # (N,) cluster labels, -1 ignored
                            cams,  # (N,) camera ids
                            n_clusters: int | None = None  # K (default: max label + 1)
@@ -146,7 +146,7 @@ def camera_entropy_weights(labels,  # (N,) cluster labels, -1 ignored
     h = np.maximum(-(pi * np.log(np.where(pi > 0, pi, 1))).sum(1), 0.0)
     return torch.tensor(np.log1p(h), dtype=torch.float32)
 
-# %% ../nbs/62_calr.ipynb #1f0bfbea
+# %% ../nbs/62_calr.ipynb #9582ba0f
 def dense_distance(dist  # (N, N) distance: dense array, or sparse with missing pairs meaning distance 1
                   ) -> np.ndarray:
     """A dense copy of a (possibly sparse) Jaccard distance: missing pairs are 1, the diagonal 0."""
@@ -183,7 +183,7 @@ def agglomerative_labels(dist,  # (N, N) distance, dense or sparse (missing pair
     model = AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average")
     return model.fit_predict(dense_distance(dist)).astype(np.int64)
 
-# %% ../nbs/62_calr.ipynb #980d555b
+# %% ../nbs/62_calr.ipynb #18c6df61
 def _edge_mask(knn_idx: np.ndarray, knn_dist: np.ndarray, min_sim: float) -> np.ndarray:
     """kNN entries that are graph edges: not the node itself, with 1 - d >= min_sim."""
     return (knn_idx != np.arange(len(knn_idx))[:, None]) & (knn_dist <= 1 - min_sim) & (knn_idx >= 0)
@@ -220,7 +220,7 @@ def infomap_labels(knn_idx: np.ndarray,  # (N, k) neighbour indices, self includ
     raw[~mask.any(1)] = -2 - np.flatnonzero(~mask.any(1))  # nodes without edges are singletons too
     return relabel_small(raw, max_outlier_size)
 
-# %% ../nbs/62_calr.ipynb #dd9cd4ce
+# %% ../nbs/62_calr.ipynb #46864f19
 def silhouette(dist,  # (N, N) distance, dense or sparse (missing pairs = 1)
                labels  # (N,) cluster labels; -1 (outliers) left out
               ) -> float:
@@ -231,7 +231,7 @@ def silhouette(dist,  # (N, N) distance, dense or sparse (missing pairs = 1)
     d = dense_distance(dist)[np.ix_(keep, keep)]
     return float(silhouette_score(d, labels[keep], metric="precomputed"))
 
-# %% ../nbs/62_calr.ipynb #bbb435b7
+# %% ../nbs/62_calr.ipynb #797d9038
 def density_scores(knn_idx: np.ndarray,  # (N, k) neighbour indices, self included
                    knn_dist: np.ndarray,  # (N, k) cosine distances 1 - cos
                    min_sim: float = 0.5  # neighbours need cos >= min_sim
@@ -259,7 +259,7 @@ def pick_pivots(labels,  # (N,) cluster labels, -1 = unclustered
     pivots[labels[order][last]] = order[last]
     return pivots
 
-# %% ../nbs/62_calr.ipynb #b6f0f019
+# %% ../nbs/62_calr.ipynb #7d68725a
 def refine_prob(epoch: int,  # current epoch e (0-based)
                 n_epochs: int,  # total epochs E
                 schedule: str = "constant"  # 'constant' (r = 1, the code) or 'cosine' (0.5(1 + cos(pi e / 3E)))
@@ -287,7 +287,7 @@ def refine_labels(labels,  # (N,) global cluster labels, -1 = unclustered
     dropped = candidate & (u < r)
     return np.where(dropped, -1, labels), dropped
 
-# %% ../nbs/62_calr.ipynb #8b0523b8
+# %% ../nbs/62_calr.ipynb #6b8c0167
 def _relative(paths, root) -> list[str]:
     """Paths relative to `root` (already relative paths are kept); BadInputError for one outside it."""
     root = Path(root).resolve(); out = []
@@ -326,7 +326,7 @@ def load_local_labels(path: str | Path,  # a CSV written by `save_local_labels`
                             f"{len(rows) - len(table)} listed twice")
     return np.array([table[p] for p in want], dtype=np.int64)
 
-# %% ../nbs/62_calr.ipynb #2d713aa5
+# %% ../nbs/62_calr.ipynb #91883e49
 @dataclass
 class CALRConfig:
     """Every CALR setting; defaults are the released code's (Market) values."""
@@ -383,7 +383,7 @@ class CALRConfig:
         for k, allowed in choices.items():
             if getattr(self, k) not in allowed: raise BadInputError(f"CALRConfig.{k}={getattr(self, k)!r}: expected one of {allowed}")
 
-# %% ../nbs/62_calr.ipynb #0e94b629
+# %% ../nbs/62_calr.ipynb #9cef62e0
 class CALRNet(nn.Module):
     """Backbone + BN neck with L2-normalised output; an optional GRL camera head (§5.1)."""
     def __init__(self, backbone: nn.Module,  # images -> (B, d), with `.out_dim`
@@ -410,7 +410,7 @@ def make_optimizer(model: nn.Module,  # the network
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
 
-# %% ../nbs/62_calr.ipynb #fecbf0a0
+# %% ../nbs/62_calr.ipynb #56651512
 def _batch_size(labels: np.ndarray, batch: int, instances: int) -> int:
     """`batch`, or less when one sampler pass (K images per identity, 1 for a singleton) holds fewer images."""
     sizes = np.bincount(labels[labels >= 0])
@@ -458,7 +458,7 @@ def contrastive_epoch(st: dict,  # run state from `new_run` (model, opt, rng, au
     model.train()
     return sgd_steps(n_iters, batches, step, st["opt"], desc="iterations")
 
-# %% ../nbs/62_calr.ipynb #8ca24bdf
+# %% ../nbs/62_calr.ipynb #27efaa0f
 def intra_cluster(feats: torch.Tensor,  # (N_c, d) features of one camera
                   cfg: CALRConfig  # intra_clusterer, intra_k1, intra_k2, intra_ratio / intra_n_clusters, intra_eps
                  ):
@@ -494,7 +494,7 @@ def _intra_epoch(epoch: int, st: dict, ctx: dict) -> dict:
     return {"silhouette": sil, "n_clusters": len(np.unique(labels[labels >= 0])), "n_outliers": int((labels < 0).sum()),
             **m, **_quality("local", labels, ctx["gt"])}
 
-# %% ../nbs/62_calr.ipynb #4f36a129
+# %% ../nbs/62_calr.ipynb #db57859e
 def intra_camera_run(bank,  # ImageBank of one camera's training images
                      cfg: CALRConfig,  # settings (intra_* fields)
                      device="cpu",  # where training runs
@@ -529,7 +529,7 @@ def intra_camera_stage(bank,  # ImageBank of all training images
         local[idx], untrained[idx], runs[c] = run["labels"], run["untrained"], run
     return {"local": local, "untrained": untrained, "runs": runs}
 
-# %% ../nbs/62_calr.ipynb #b0fe7315
+# %% ../nbs/62_calr.ipynb #81a54367
 def inter_cluster(feats: torch.Tensor,  # (N, d) normalised features
                   cfg: CALRConfig,  # inter_clusterer, knn_k, min_sim, max_outlier_size, jaccard_k1/k2, eps
                   device="cpu",  # where neighbours are computed
@@ -538,8 +538,9 @@ def inter_cluster(feats: torch.Tensor,  # (N, d) normalised features
     """Stage-2 clustering: (labels, kNN indices, kNN cosine distances) (§5.5.1)."""
     kdist, kidx = knn(feats, min(cfg.knn_k, len(feats)), metric="cosine", device=device)
     if cfg.inter_clusterer == "infomap": return infomap_labels(kidx, kdist, cfg.min_sim, cfg.max_outlier_size, seed), kidx, kdist
+    reach = min(1.0, float(np.nextafter(np.float32(cfg.eps), np.float32(2))))  # DBSCAN never looks further than eps
     jac = jaccard_distance(feats, k1=min(cfg.jaccard_k1, len(feats)), k2=min(cfg.jaccard_k2, cfg.jaccard_k1, len(feats)),
-                           device=device)
+                           device=device, max_distance=reach)
     return dbscan_labels(jac, cfg.eps, cfg.min_samples), kidx, kdist
 
 def refine_step(glob: np.ndarray,  # (N,) global labels
@@ -576,7 +577,7 @@ def _inter_epoch(epoch: int, st: dict, ctx: dict) -> dict:
     return {"n_clusters": int(glob.max()) + 1, "n_unclustered": int((glob < 0).sum()), "n_dropped": int(dropped.sum()),
             "cam_loss_on": cam_on, "weights_on": bool(use_w), **m, **_figure5(glob, labels, ctx["gt"])}
 
-# %% ../nbs/62_calr.ipynb #fd3bf299
+# %% ../nbs/62_calr.ipynb #27222092
 def inter_camera_stage(bank,  # ImageBank of all training images
                        cams,  # (N,) camera ids
                        cfg: CALRConfig,  # settings (inter-stage fields and switches)

@@ -415,3 +415,15 @@ def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
         assert (tmp_path / "calr" / f).stat().st_size > 0
     rows = list(csv.DictReader(open(tmp_path / "calr" / "local_labels-synth-smoke.csv")))
     assert len(rows) == 169 and all(r["path"].startswith("bounding_box_train/") for r in rows)
+
+
+def test_inter_cluster_dbscan_equals_dbscan_on_the_full_jaccard_distance():
+    """inter_cluster stores only Jaccard pairs within eps; the clusters must equal those of the full sparse matrix."""
+    from reid_nb.features import jaccard_distance
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(40, 16, generator=g)
+    x = F.normalize(centres.repeat_interleave(8, 0) + 0.35 * torch.randn(320, 16, generator=g), dim=1)
+    cfg = CALRConfig(inter_clusterer="dbscan", jaccard_k1=20, jaccard_k2=6, eps=0.6)
+    labels, _, _ = calr.inter_cluster(x, cfg)
+    full = dbscan_labels(jaccard_distance(x, k1=20, k2=6), 0.6, cfg.min_samples)
+    assert len(set(full)) > 10 and (labels == full).all()
