@@ -8,7 +8,7 @@ __all__ = ['FEATURES', 'STAGE2_ONLY', 'CameraHeads', 'intra_loss', 'uga_features
            'tracklet_pids', 'edge_precision', 'UGAConfig', 'UGAData', 'make_optimizer', 'stage1_epoch', 'train_stage1',
            'build_graph', 'stage2_epoch', 'train_stage2']
 
-# %% ../nbs/60_uga.ipynb #ccf225c2
+# %% ../nbs/60_uga.ipynb #1d3349d0
 from dataclasses import asdict, dataclass
 from math import ceil
 from pathlib import Path
@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import BadInputError, config_hash
-from .features import extract_features
+from .features import extract_features, label_centroids
 from .sampling import Augment, camera_balanced_batches
 from .sstt import TrackletLabels
 from .train import run_epochs, sgd_steps
 
-# %% ../nbs/60_uga.ipynb #7245b38e
+# %% ../nbs/60_uga.ipynb #bafdfad5
 class CameraHeads(nn.Module):
     """One branch per camera: BatchNorm1d then a bias-free linear classifier over that camera's tracklets."""
     def __init__(self,
@@ -54,7 +54,7 @@ class CameraHeads(nn.Module):
         z = torch.cat([self.bns[c](feat[i]) for c, i in zip(cams, idx)])
         return z[torch.argsort(torch.cat(idx))]
 
-# %% ../nbs/60_uga.ipynb #44538fa6
+# %% ../nbs/60_uga.ipynb #a28e28b5
 def intra_loss(heads: CameraHeads,  # the per-camera branches
                feat: torch.Tensor,  # (B, dim) backbone features of the batch
                cam: torch.Tensor,  # (B,) camera of each image
@@ -67,7 +67,7 @@ def intra_loss(heads: CameraHeads,  # the per-camera branches
                 for c in cam.unique().tolist())
     return total / len(feat)
 
-# %% ../nbs/60_uga.ipynb #9d5c51e8
+# %% ../nbs/60_uga.ipynb #8cb29c71
 FEATURES = ("pooled", "camera_bn")
 
 def uga_features(backbone: nn.Module,  # feature extractor
@@ -87,20 +87,18 @@ def uga_features(backbone: nn.Module,  # feature extractor
         heads.train(was)
     return F.normalize(f, dim=1)
 
-# %% ../nbs/60_uga.ipynb #fe3b20c9
+# %% ../nbs/60_uga.ipynb #e0dbc749
 def tracklet_centroids(feat: torch.Tensor,  # (N, d) features of the images
                        tracklet: torch.Tensor,  # (N,) global tracklet id of each image, -1 = unused
                        n_tracklets: int,  # T, the number of tracklets
                        ) -> torch.Tensor:
     """L2-normalised mean of each tracklet's L2-normalised image features, (T, d)."""
-    used = tracklet >= 0; f = F.normalize(feat[used].float(), dim=1)
-    total = f.new_zeros(n_tracklets, f.shape[1]).index_add_(0, tracklet[used], f)
-    count = torch.bincount(tracklet[used], minlength=n_tracklets)
+    count = torch.bincount(tracklet[tracklet >= 0], minlength=n_tracklets)
     if (count == 0).any():
         raise BadInputError(f"tracklet: {int((count == 0).sum())} of {n_tracklets} tracklets have no image")
-    return F.normalize(total, dim=1)
+    return label_centroids(F.normalize(feat.float(), dim=1), tracklet, n_tracklets)
 
-# %% ../nbs/60_uga.ipynb #7717e422
+# %% ../nbs/60_uga.ipynb #2b2ed173
 def _knn_mask(S: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     """True where an entry is among the k largest along `dim` of the similarity block S."""
     k = min(k, S.shape[dim])
@@ -122,7 +120,7 @@ def cross_view_graph(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
             E[ii[:, None], jj[None]] = torch.where(keep, S, 0.0); E[jj[:, None], ii[None]] = E[ii[:, None], jj[None]].T
     return E.fill_diagonal_(1.0)
 
-# %% ../nbs/60_uga.ipynb #f1b40eb9
+# %% ../nbs/60_uga.ipynb #f596cebe
 def adaptive_lambda(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
                     node_cam: torch.Tensor,  # (T,) camera of each tracklet
                     q: float = 0.99,  # quantile of the same-camera, different-tracklet cosines
@@ -136,7 +134,7 @@ def adaptive_lambda(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
     if len(vals) == 0: raise BadInputError("node_cam: no camera has two tracklets; λ cannot be set adaptively")
     return float(np.quantile(vals, q))
 
-# %% ../nbs/60_uga.ipynb #b0dd7912
+# %% ../nbs/60_uga.ipynb #cbafeb4f
 def graph_weights(E: torch.Tensor,  # (T, T) edge matrix with 1 on the diagonal
                   norm: str = "row",  # 'row' (rows sum to 1) or 'none' (raw edges)
                   ) -> torch.Tensor:
@@ -165,7 +163,7 @@ def cvg_loss(f_hat: torch.Tensor,  # (B, d) L2-normalised image features
     """Graph-weighted cross-camera loss: mean over the batch of -sum_b w_ab log p_b(x)."""
     return -(W[a] * memory_log_probs(f_hat, M, tau, node_cam)).sum(1).mean()
 
-# %% ../nbs/60_uga.ipynb #cd0a3993
+# %% ../nbs/60_uga.ipynb #e90afa12
 def node_gradient(f_hat: torch.Tensor,  # (B, d) L2-normalised image features
                   a: torch.Tensor,  # (B,) global tracklet id of each image
                   M: torch.Tensor,  # (T, d) memory
@@ -187,7 +185,7 @@ def update_nodes(M: torch.Tensor,  # (T, d) memory, updated in place
     """M <- normalize(M + eta * g), in place; returns M."""
     with torch.no_grad(): return M.copy_(F.normalize(M + eta * g, dim=1))
 
-# %% ../nbs/60_uga.ipynb #b437a118
+# %% ../nbs/60_uga.ipynb #4fac785a
 def tracklet_pids(tracklet: np.ndarray,  # (N,) global tracklet id per image, -1 = unused
                   pid: np.ndarray,  # (N,) ground-truth identity per image
                   n_tracklets: int,  # T
@@ -213,7 +211,7 @@ def edge_precision(E: torch.Tensor,  # (T, T) edge matrix
     return dict(edges=n, precision=tp / n if n else float("nan"), recall=tp / pos if pos else float("nan"),
                 edges_per_node=2 * n / len(node_cam))
 
-# %% ../nbs/60_uga.ipynb #d20fd834
+# %% ../nbs/60_uga.ipynb #bbd79409
 @dataclass
 class UGAConfig:
     "Hyper-parameters of a UGA run (METHODS.md §3; all [PROPOSED] except the structure)."
@@ -244,7 +242,7 @@ class UGAConfig:
     erase: float = 0.5  # augmentation: random erasing probability
     feat_batch: int = 256  # batch size of feature extraction
 
-# %% ../nbs/60_uga.ipynb #3d4180cf
+# %% ../nbs/60_uga.ipynb #291efb72
 @dataclass
 class UGAData:
     "Training images and tracklet labels of a UGA run."
@@ -269,7 +267,7 @@ class UGAData:
         return camera_balanced_batches(self.labels.local, self.cam, cfg.ids_per_cam, cfg.num_instances, rng=rng,
                                        n_batches=self.n_iters(cfg))
 
-# %% ../nbs/60_uga.ipynb #a4b7ff84
+# %% ../nbs/60_uga.ipynb #48268545
 def make_optimizer(backbone: nn.Module,  # the feature extractor
                    heads: CameraHeads,  # the per-camera branches
                    cfg: UGAConfig,  # learning rates, momentum, weight decay
@@ -296,7 +294,7 @@ def _stage_state(backbone, heads, cfg: UGAConfig, stage: int, seed: int) -> dict
                 rng=np.random.default_rng([seed, stage]),
                 augment=Augment(cfg.flip, cfg.pad, erase=cfg.erase, generator=seed * 2 + stage))
 
-# %% ../nbs/60_uga.ipynb #9f598173
+# %% ../nbs/60_uga.ipynb #62241b63
 def stage1_epoch(state: dict,  # from _stage_state: backbone, heads, opt, sched, rng, augment
                  data: UGAData,  # images and tracklet labels
                  cfg: UGAConfig,  # hyper-parameters
@@ -326,7 +324,7 @@ def train_stage1(backbone: nn.Module,  # feature extractor (trained in place)
                       desc="UGA stage 1", config=_run_config(cfg, data, seed, 1))
     return heads, hist
 
-# %% ../nbs/60_uga.ipynb #92146e97
+# %% ../nbs/60_uga.ipynb #fe112cfa
 def build_graph(backbone: nn.Module,  # feature extractor
                 heads: CameraHeads,  # per-camera branches (for feature='camera_bn')
                 data: UGAData,  # images and tracklet labels
@@ -345,7 +343,7 @@ def build_graph(backbone: nn.Module,  # feature extractor
     if data.node_pid is not None: log.update(edge_precision(E, data.labels.cam, data.node_pid))
     return M, E, log
 
-# %% ../nbs/60_uga.ipynb #54f045e3
+# %% ../nbs/60_uga.ipynb #91ebba9e
 def stage2_epoch(state: dict,  # from _stage_state, plus 'memory' (T, d)
                  data: UGAData,  # images and tracklet labels
                  cfg: UGAConfig,  # hyper-parameters

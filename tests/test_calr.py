@@ -13,10 +13,11 @@ from reid_nb import calr
 from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, agglomerative_labels, camera_entropy_weights, camera_loss,
                           contrastive_epoch, evaluate_model, intra_camera_stage, inter_camera_stage, load_local_labels,
                           new_run, refine_step, save_local_labels,
-                          cluster_centroids, dbscan_labels, dense_distance, density_scores, grad_reverse,
+                          dbscan_labels, dense_distance, density_scores, grad_reverse,
                           infomap_labels, momentum_update_, pick_pivots, refine_labels, refine_prob, relabel_small,
                           silhouette)
 from reid_nb.core import BadInputError
+from reid_nb.features import label_centroids
 from reid_nb.sampling import ImageBank
 
 
@@ -107,7 +108,7 @@ def test_camera_loss_double_softmax_matches_the_code():
 def test_centroids_are_normalised_cluster_means():
     rng = np.random.default_rng(0)
     X = torch.tensor(rng.standard_normal((30, 5)), dtype=torch.float32); y = rng.integers(-1, 4, 30)
-    C = cluster_centroids(X, y)
+    C = label_centroids(X, y)
     for k in range(4):
         m = X[torch.from_numpy(y == k)].mean(0)
         assert torch.allclose(C[k], m / m.norm(), atol=1e-6)
