@@ -60,7 +60,7 @@ class SmallNet(nn.Sequential):
                 ):
         layers, cin = [], 3
         for i, w in enumerate(widths):
-            if i > 0 and (i < len(widths) - 1 or last_stride == 2): layers.append(nn.MaxPool2d(2))
+            if i > 0: layers.append(nn.MaxPool2d(2) if i < len(widths) - 1 or last_stride == 2 else nn.Identity())
             for _ in range(depth): layers.append(conv_bn_relu(cin, w)); cin = w
         super().__init__(*layers)
         self.out_channels = widths[-1]

@@ -970,19 +970,29 @@ def real_root(name: str,  # 'market1501', 'dukemtmc', 'msmt17' or 'veri'
                             f"REID_NB_DATA to the folder that holds it, or pass root=")
     return found
 
+def _world_root(world: str, seed: int, root) -> Path:
+    """The folder of `world`: a preset built (and cached) with `seed`, or a folder written by make_synth.py."""
+    if world in PRESETS: return synth_world(world, seed, root)
+    folder = Path(world).expanduser()
+    if not (folder / "world" / "world.json").is_file():
+        raise BadInputError(f"world={world!r}: neither a preset ({', '.join(PRESETS)}) nor a world folder "
+                            f"(expected {folder / 'world' / 'world.json'}, written by data_scripts/make_synth.py)")
+    return folder
+
 def open_dataset(name: str = "synth",  # 'synth' or a real dataset: 'market1501', 'dukemtmc', 'msmt17', 'veri'
                  profile: str = "default",  # 'smoke' (tiny world), 'default' or 'paper' (real datasets only)
                  seed: int = 0,  # the synthetic world's seed
                  root: Path | str | None = None,  # dataset folder (default: under data_root())
+                 world: str = "",  # synth: '' (the profile's preset), a name in PRESETS, or a world's folder
                  **options,  # passed to reid_nb.data.load_dataset (market_time_mode, strict)
                 ):
     """The dataset an experiment runs on: a reid_nb.data.ReidDataset."""
     if profile not in PROFILES: raise BadInputError(f"profile={profile!r}: expected one of {PROFILES}")
     if name == "synth":
-        if profile not in SYNTH_PRESET:
+        if profile not in SYNTH_PRESET and not world:
             raise BadInputError(f"profile {profile!r} runs the papers' settings on a real dataset; use name="
                                 f"'market1501' (or {', '.join(list(REAL_FOLDERS)[1:])}), or profile 'default'")
-        return load_dataset(synth_world(SYNTH_PRESET[profile], seed, root), "synth", **options)
+        return load_dataset(_world_root(world or SYNTH_PRESET[profile], seed, root), "synth", **options)
     if name not in REAL_FOLDERS:
         raise BadInputError(f"dataset {name!r}: expected 'synth' or one of {', '.join(REAL_FOLDERS)}")
     return load_dataset(real_root(name, root), name, **options)

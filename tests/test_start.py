@@ -1,0 +1,98 @@
+"""reid_nb.start: budgets and settings, the supervised recipe, the cached starting point, floor / ceiling helpers."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reid_nb import start
+from reid_nb.core import BadInputError
+from reid_nb.models import build_backbone
+from reid_nb.synth import open_dataset
+from reid_nb.start import (Budget, bound_row, dense_identities, gap_closed, net_settings, override_settings,
+                           starting_point, warmup_cosine)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_budget_counts_images():
+    assert Budget(epochs=3, iters=7, batch=5).images == 105
+
+
+def test_override_settings_changes_only_known_names_and_keeps_types():
+    base = {"epochs": 10, "lr": 0.03, "widths": (16, 32), "arch": "small"}
+    assert override_settings(base, {"lr": 1, "widths": [8, 8]}) == {"epochs": 10, "lr": 1.0, "widths": (8, 8), "arch": "small"}
+    assert base["lr"] == 0.03  # the profile's dict is not changed
+    with pytest.raises(BadInputError, match=r"unknown setting\(s\) epoch; valid: epochs, lr, widths, arch"):
+        override_settings(base, {"epoch": 3})
+    with pytest.raises(BadInputError, match=r"settings\['arch'\] = 3: expected a str"):
+        override_settings(base, {"arch": 3})
+    with pytest.raises(BadInputError, match="expected a int"):
+        override_settings(base, {"epochs": 2.5})
+
+
+def test_dense_identities_skips_junk_and_distractors():
+    y, n = dense_identities(np.array([42, -1, 7, 0, 42, 9]))
+    assert y.tolist() == [2, -1, 0, -1, 2, 1] and n == 3
+    with pytest.raises(BadInputError, match="1 identities"):
+        dense_identities(np.array([5, 5, -1]))
+
+
+def test_warmup_cosine_follows_the_closed_form():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched, seen = warmup_cosine(opt, total=20, warmup=0.25), []
+    for _ in range(20):
+        seen.append(opt.param_groups[0]["lr"]); opt.step(); sched.step()
+    expected = [2.0 * (i + 1) / 5 if i < 5 else 2.0 * 0.5 * (1 + math.cos(math.pi * (i - 5) / 15)) for i in range(20)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+
+
+def test_gap_closed_and_bound_rows():
+    b = {"floor": {"mAP": 10.0, "R1": 20.0}, "ceiling": {"mAP": 60.0, "R1": 80.0}, "ceiling_images": 1000}
+    assert gap_closed(35.0, b) == 50.0 and gap_closed(5.0, b) == -10.0 and gap_closed(50.0, b, "R1") == 50.0
+    assert gap_closed(35.0, None) == "n/a: bounds=False"
+    assert gap_closed(35.0, {**b, "ceiling": {"mAP": 10.0}}) == "n/a: ceiling not above floor"
+    assert bound_row(b, "floor") == {"method": "floor", "mAP": 10.0, "R1": 20.0, "note": start.BOUND_NOTES["floor"]}
+    assert "(1,000 images seen)" in bound_row(b, "ceiling")["note"]
+    assert bound_row(None, "ceiling")["mAP"] == "n/a: bounds=False"
+
+
+def test_one_weight_file_loads_at_either_last_stride():
+    a = build_backbone("small", last_stride=2).state_dict()
+    b = build_backbone("small", last_stride=1).state_dict()
+    assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
+
+
+def test_every_cpu_profile_shares_one_network():
+    assert net_settings("smoke") == net_settings("default")
+    assert net_settings("paper")["arch"] == "resnet50"
+    with pytest.raises(BadInputError, match="profile='fast'"):
+        net_settings("fast")
+
+
+def test_starting_point_is_cached_and_keyed_by_its_budget(data_root):
+    tiny = Budget(epochs=1, iters=3, batch=16, lr=1e-3)
+    p = starting_point("smoke", budget=tiny)
+    assert p.parent == data_root / "starts" and p.exists() and not p.with_suffix(".ckpt").exists()
+    before = p.stat().st_mtime_ns
+    assert starting_point("smoke", budget=tiny) == p and p.stat().st_mtime_ns == before  # read, not retrained
+    other = starting_point("smoke", budget=Budget(epochs=1, iters=4, batch=16, lr=1e-3))
+    assert other != p
+    net = net_settings("smoke")
+    loaded = start.new_backbone(net, weights=p).state_dict()
+    saved = torch.load(p, weights_only=True)
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert starting_point("paper") == "imagenet"
+
+
+def test_open_dataset_world_parameter(tmp_path, data_root):
+    with pytest.raises(BadInputError, match=r"world='.*nowhere'.*world.json"):
+        open_dataset("synth", profile="default", world=str(tmp_path / "nowhere"))
+    ds = open_dataset("synth", profile="default", world="tiny")  # a preset name overrides the profile's world
+    assert ds.root.name == "tiny-s0"
+    again = open_dataset("synth", profile="smoke", world=str(ds.root))  # a world folder
+    assert again.root == ds.root and len(again.train) == len(ds.train)
