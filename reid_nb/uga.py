@@ -6,7 +6,7 @@
 __all__ = ['FEATURES', 'STAGE2_ONLY', 'CameraHeads', 'intra_loss', 'uga_features', 'tracklet_centroids', 'cross_view_graph',
            'adaptive_lambda', 'graph_weights', 'memory_log_probs', 'cvg_loss', 'node_gradient', 'update_nodes',
            'tracklet_pids', 'edge_precision', 'UGAConfig', 'UGAData', 'make_optimizer', 'stage1_epoch', 'train_stage1',
-           'build_graph', 'stage2_epoch', 'train_stage2']
+           'oracle_graph', 'build_graph', 'stage2_epoch', 'train_stage2']
 
 # %% ../nbs/60_uga.ipynb #1d3349d0
 from dataclasses import asdict, dataclass
@@ -250,6 +250,7 @@ class UGAData:
     labels: TrackletLabels  # tracklet labels of the training split (reid_nb.sstt)
     cam: np.ndarray  # (N,) camera of each training image
     node_pid: np.ndarray | None = None  # (T,) identity of each tracklet, diagnostics only
+    oracle_graph: bool = False  # the oracle rung: edges between the tracklets of one person (needs node_pid)
 
     def tensors(self, device) -> tuple:
         """(cam, local, tracklet, node_cam) as long tensors on `device`."""
@@ -325,6 +326,16 @@ def train_stage1(backbone: nn.Module,  # feature extractor (trained in place)
     return heads, hist
 
 # %% ../nbs/60_uga.ipynb #fe112cfa
+def oracle_graph(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
+                 node_cam: torch.Tensor,  # (T,) camera of each tracklet
+                 node_pid: np.ndarray | None,  # (T,) true identity of each tracklet (<= 0: unknown)
+                 ) -> torch.Tensor:
+    """The ground-truth cross-view graph: cosine weights on every cross-camera pair of one person, 1 on the diagonal."""
+    if node_pid is None: raise BadInputError("oracle_graph: UGAData.node_pid is needed (the true identity per tracklet)")
+    pid = torch.as_tensor(np.asarray(node_pid), device=M.device)
+    same = (pid[:, None] == pid[None]) & (pid[:, None] > 0) & (node_cam[:, None] != node_cam[None])
+    return torch.where(same, (M @ M.T).clamp_min(1e-6), 0.0).fill_diagonal_(1.0)
+
 def build_graph(backbone: nn.Module,  # feature extractor
                 heads: CameraHeads,  # per-camera branches (for feature='camera_bn')
                 data: UGAData,  # images and tracklet labels
@@ -338,7 +349,7 @@ def build_graph(backbone: nn.Module,  # feature extractor
         feat = uga_features(backbone, heads, data.bank, data.cam, cfg.feature, device, cfg.feat_batch)
         M = tracklet_centroids(feat, tracklet, data.labels.n_tracklets)
     lam = adaptive_lambda(M, node_cam, cfg.lam_quantile) if cfg.lam is None else cfg.lam
-    E = cross_view_graph(M, node_cam, cfg.k, lam)
+    E = oracle_graph(M, node_cam, data.node_pid) if data.oracle_graph else cross_view_graph(M, node_cam, cfg.k, lam)
     log = dict(lam=lam)
     if data.node_pid is not None: log.update(edge_precision(E, data.labels.cam, data.node_pid))
     return M, E, log
