@@ -241,7 +241,8 @@ def test_run_setup_tags_and_folders(tmp_path):
 def test_captions_say_synthetic_numbers_are_not_comparable(tmp_path):
     s = run_setup("uga", "synth", "smoke", 0, "cpu", root=tmp_path)
     text = caption("UGA results", s, provenance("UGA"))
-    assert text.startswith("UGA results on the synthetic world (dataset 'synth', world 'tiny', profile 'smoke', seed 0).")
+    where = "(dataset 'synth', world 'tiny', profile 'smoke', seed 0)."
+    assert text.startswith(f"UGA results on the synthetic world {where}")
     assert "NOT comparable to Market-1501's" in text and "[MEM]" in text
     assert "NOT comparable" not in comparability("market1501")
 
