@@ -356,7 +356,7 @@ def run_setup(method: str,  # the method's folder under results/: 'uga', 'stgal'
     out = Path(root or results_root()) / method
     return RunSetup(method, dataset, world, profile, seeds, pick_device(device), out)
 
-# %% ../nbs/70_report.ipynb #f66874e8
+# %% ../nbs/70_report.ipynb #5bfe8367
 def comparability(dataset: str,  # where we ran
                   reference: str | None = None,  # whose published numbers stand beside ours (default: the usual one)
                  ) -> str:
@@ -373,9 +373,10 @@ def caption(what: str,  # what the table shows, e.g. 'UGA: intra-camera only vs 
             setup: RunSetup,  # the run
             source: str = "",  # where the published numbers come from, e.g. provenance('UGA')
             note: str = "",  # anything else (e.g. 'one seed: differences under a point are noise')
+            units: bool = True,  # say that metrics are in % and differences are ours minus the paper's
            ) -> str:
     """A table caption: what, where it ran, the units, the published source and the comparability sentence."""
-    units = "R1/R5/R10/mAP/mINP in %; '- paper' columns are ours minus the paper's, in points."
+    units = "R1/R5/R10/mAP/mINP in %; '- paper' columns are ours minus the paper's, in points." if units else ""
     parts = (f"{what} on {DATASET_NAMES[setup.dataset]} ({setup.describe()}).", units, source,
              comparability(setup.dataset), note)
     return " ".join(p for p in parts if p)
