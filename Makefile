@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce test export bench lock clean-results
+.PHONY: venv reproduce test export bench lock clean-results docs
 
 venv: .venv/.installed
 
@@ -28,6 +28,22 @@ test: venv
 	  echo "nbdev_export changed the tree or files are uncommitted/untracked:"; git status --porcelain; exit 1; fi
 	.venv/bin/nbdev_test --n_workers 2
 	.venv/bin/pytest tests -q
+
+# The documentation site in _docs/ (git-ignored): nbdev processes the notebooks into _proc/, docs/execute_lessons.py
+# gives the chapters' lessons their outputs (notebooks are committed without them), Quarto renders the site.
+# Quarto comes from PyPI (quarto-cli, installed into .venv on first use, not part of the tested lock file); building
+# that package downloads the Quarto binary from the Quarto project's GitHub releases, so the first run needs that host.
+QUARTO_CLI ?= 1.10.19
+docs: venv .venv/bin/quarto
+	rm -rf _proc
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/nbdev_proc_nbs --file_re '\.(?:ipynb|qmd|html)$$'
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc
+	cd _proc && PATH="$(CURDIR)/.venv/bin:$$PATH" quarto render --no-cache
+	rm -rf _docs && mv _proc/_docs _docs
+	@echo "documentation site: _docs/index.html"
+
+.venv/bin/quarto: | venv
+	.venv/bin/pip install --quiet --no-deps quarto-cli==$(QUARTO_CLI)
 
 bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
