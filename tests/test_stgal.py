@@ -347,12 +347,15 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     nb = Path(__file__).resolve().parents[1] / "nbs" / "experiments" / "stgal.ipynb"
     run_notebook(nb, profile="smoke")
     out = tmp_path / "stgal"
-    col = lambda name, c: [r[c] for r in csv.DictReader(open(out / f"{name}-synth-smoke.csv"))]
+    col = lambda name, c: [r[c] for r in csv.DictReader(open(out / f"{name}-tiny-s0-smoke-s0.csv"))]
     assert col("table1", "method") == ["Ours (P_v)", "Ours (P_a)"]
-    assert col("table2", "method") == ["Baseline A", "+STGAL (A)", "Baseline B", "+STGAL (B)"]
+    assert col("table2", "method") == ["floor", "Baseline A", "+STGAL (A)", "Baseline B", "+STGAL (B)", "ceiling"]
     assert col("table3", "method") == ["BBP", "IBBS (ours)"]
     assert col("table1", "paper Market R1") == ["72.1", "93.1"] and col("table3", "paper Duke mAP") == ["46.1", "47.1"]
     assert len(col("claims", "verdict")) == 4 and set(col("claims", "verdict")) <= {"reproduced", "direction only", "not reproduced"}
     assert len(col("labels", "labels")) == 3 and len(col("travel", "pair")) >= 10
-    assert (out / "travel-synth-smoke.png").stat().st_size > 0
+    assert col("oracle", "rung")[-1] == "ceiling" and len(col("oracle", "rung")) == 7
+    assert (out / "travel-tiny-s0-smoke-s0.png").stat().st_size > 0
+    with np.load(out / "ap-tiny-s0-smoke-s0.npz") as ap:
+        assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v"} <= set(ap.files)
     assert all(0 <= float(x) <= 100 for x in col("table2", "R1"))
