@@ -82,8 +82,9 @@ def _hub_folder() -> Path:
 
 def _two_ways() -> str:
     """The two ways to provide ImageNet weights, for error messages."""
-    return (f"pass the file on the command line (reid-nb run NB -p weights /path/to/{RESNET50_FILES[0]}) or put it "
-            f"in torchvision's cache folder {_hub_folder()} (set TORCH_HOME to move it); download it from {RESNET50_URL}")
+    return (f"pass the file on the command line (reid-nb run NB -p weights /path/to/{RESNET50_FILES[0]}) or put "
+            f"it in torchvision's cache folder {_hub_folder()} (set TORCH_HOME to move it); "
+            f"download it from {RESNET50_URL}")
 
 def imagenet_weights_path(arch: str = "resnet50"  # only 'resnet50' has ImageNet weights here
                          ) -> Path:

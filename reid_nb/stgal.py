@@ -478,7 +478,8 @@ def triplet_anchors(gid: torch.Tensor,  # (B,) group id per image
                     key: torch.Tensor,  # (B,) identity key per image
                    ) -> torch.Tensor:
     """(B,) bool: anchors with a positive (same group and key) and a negative (same group, other key)."""
-    same_g = gid[:, None] == gid[None]; same_k = key[:, None] == key[None]
+    same_g = gid[:, None] == gid[None]
+    same_k = key[:, None] == key[None]
     eye = torch.eye(len(gid), dtype=torch.bool, device=gid.device)
     return (same_g & same_k & ~eye).any(1) & (same_g & ~same_k).any(1)
 

@@ -161,7 +161,8 @@ def epoch_line(desc: str,  # run label
 # %% ../nbs/35_train.ipynb #b0620999
 def _timed_epoch(epoch_fn, epoch: int, state: dict) -> tuple[dict, float, int, float]:
     """Run one epoch; (metrics, wall seconds, images trained on, seconds inside sgd_steps)."""
-    _METER.update(images=0, seconds=0.0); t0 = time.perf_counter()
+    _METER.update(images=0, seconds=0.0)
+    t0 = time.perf_counter()
     m = _plain_metrics(epoch_fn(epoch, state))
     return m, time.perf_counter() - t0, _METER["images"], _METER["seconds"]
 
@@ -181,7 +182,8 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
     if log and 0 < len(history) < n_epochs: print(f"{desc}: resumed after epoch {len(history)}/{n_epochs}", flush=True)
     for epoch in progress(range(len(history), n_epochs), desc, total=max(0, n_epochs - len(history))):
         m, secs, images, step_secs = _timed_epoch(epoch_fn, epoch, state)
-        history.append({"epoch": epoch, **m}); spent.append(secs)
+        history.append({"epoch": epoch, **m})
+        spent.append(secs)
         if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
         eta = float(np.mean(spent)) * (n_epochs - epoch - 1)
         if log: print(epoch_line(desc, epoch, n_epochs, m, secs, eta, images, step_secs, show), flush=True)
@@ -210,8 +212,13 @@ def _n_images(batch) -> int:
 
 def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler):
     """backward and step, through the gradient scaler when there is one (fp16)."""
-    if scaler is None: loss.backward(); optimizer.step(); return
-    scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 def _one_step(batch, step_fn, optimizer: torch.optim.Optimizer, amp=None, scaler=None) -> dict | None:
     """zero_grad, loss, backward, step; the step's numbers, or None (no update) when the loss is not finite."""
@@ -248,7 +255,8 @@ def sgd_steps(n_iters: int,  # number of iterations
     for i in progress(range(n_iters), desc):
         batch = next(it, _END)
         if batch is _END: raise BadInputError(f"sgd_steps: batches ran out after {i} of {n_iters} iterations")
-        row = _one_step(batch, step_fn, optimizer, amp, scaler); _METER["images"] += _n_images(batch)
+        row = _one_step(batch, step_fn, optimizer, amp, scaler)
+        _METER["images"] += _n_images(batch)
         if row is None: skipped += 1
         else: rows.append(row)
         if scheduler is not None: scheduler.step()

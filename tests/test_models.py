@@ -128,27 +128,33 @@ def test_check_weights_verifies_the_name_hash_against_the_content(tmp_path, monk
     assert file_sha256(f) == digest  # an independent hash of the same bytes
     with pytest.raises(BadInputError, match="not a torchvision ResNet-50 ImageNet file"):
         check_weights("resnet50", f)  # no hash in the name
-    named = tmp_path / f"resnet50-{digest[:8]}.pth"; f.rename(named)
+    named = tmp_path / f"resnet50-{digest[:8]}.pth"
+    f.rename(named)
     with pytest.raises(BadInputError, match="not a torchvision ResNet-50"):
         check_weights("resnet50", named)  # its own hash, but not one torchvision published
     monkeypatch.setattr(models, "RESNET50_HASHES", (*models.RESNET50_HASHES, digest[:8]))
     assert check_weights("resnet50", named) == named  # a name hash that the content matches is accepted
-    wrong = tmp_path / "resnet50-11ad3fa6.pth"; named.rename(wrong)
+    wrong = tmp_path / "resnet50-11ad3fa6.pth"
+    named.rename(wrong)
     with pytest.raises(BadInputError) as e:
         check_weights("resnet50", wrong)
     msg = str(e.value)
-    assert "sha256 prefix 11ad3fa6" in msg and "-p weights" in msg and str(tmp_path / "th" / "hub" / "checkpoints") in msg
+    assert "sha256 prefix 11ad3fa6" in msg and "-p weights" in msg
+    assert str(tmp_path / "th" / "hub" / "checkpoints") in msg
     assert check_weights("resnet50", wrong, verify=False) == wrong and check_weights("small", None) is None
     with pytest.raises(BadInputError, match="file not found.*-p weights"):
         check_weights("resnet50", tmp_path / "missing.pth")
 
 
 def test_channels_last_gives_the_same_features():
-    torch.manual_seed(0); a = build_backbone("small", widths=(8, 16), pooling="gem")
-    torch.manual_seed(0); b = build_backbone("small", widths=(8, 16), pooling="gem", channels_last=True)
+    torch.manual_seed(0)
+    a = build_backbone("small", widths=(8, 16), pooling="gem")
+    torch.manual_seed(0)
+    b = build_backbone("small", widths=(8, 16), pooling="gem", channels_last=True)
     assert b.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(4, 3, 32, 16)
     assert torch.allclose(a(x), b(x), atol=1e-5)
     b2 = build_backbone("small", widths=(8, 16), pooling="gem", channels_last=True)
     b2.load_state_dict(a.state_dict())
-    assert torch.allclose(a(x), b2(x), atol=1e-5) and b2.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(a(x), b2(x), atol=1e-5)
+    assert b2.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)

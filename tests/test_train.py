@@ -141,13 +141,19 @@ def test_fp32_path_is_the_plain_loop():
     """amp=None runs exactly zero_grad, forward, backward, step: bit-identical to a hand-written loop."""
     def run(manual):
         torch.manual_seed(0)
-        net = build_backbone("small", widths=(4, 8), depth=1); opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        net = build_backbone("small", widths=(4, 8), depth=1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         x = torch.randn(6, 3, 16, 8, generator=torch.Generator().manual_seed(1))
         step = lambda i: net(x[i::2]).pow(2).mean()
-        if not manual: return sgd_steps(4, [0, 1, 0, 1], step, opt)["loss"], [p.detach().clone() for p in net.parameters()]
+        if not manual:
+            return sgd_steps(4, [0, 1, 0, 1], step, opt)["loss"], [p.detach().clone() for p in net.parameters()]
         losses = []
         for i in [0, 1, 0, 1]:
-            opt.zero_grad(set_to_none=True); loss = step(i); loss.backward(); opt.step(); losses.append(float(loss.detach()))
+            opt.zero_grad(set_to_none=True)
+            loss = step(i)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
         return float(np.mean(losses)), [p.detach().clone() for p in net.parameters()]
     (la, wa), (lb, wb) = run(False), run(True)
     assert la == lb and all(torch.equal(a, b) for a, b in zip(wa, wb))
@@ -156,9 +162,11 @@ def test_fp32_path_is_the_plain_loop():
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_step_decreases_the_loss(amp):
     torch.manual_seed(0)
-    net = build_backbone("small", widths=(4, 8), depth=1); head = torch.nn.Linear(8, 3)
+    net = build_backbone("small", widths=(4, 8), depth=1)
+    head = torch.nn.Linear(8, 3)
     opt = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.05, momentum=0.9)
-    x = torch.randn(12, 3, 16, 8, generator=torch.Generator().manual_seed(1)); y = torch.arange(12) % 3
+    x = torch.randn(12, 3, 16, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 3
     x = x + y[:, None, None, None].float()  # a learnable signal
     step = lambda i: F.cross_entropy(head(net(x)), y)
     with torch.no_grad(): before = float(step(0))
@@ -168,13 +176,15 @@ def test_mixed_precision_step_decreases_the_loss(amp):
 
 
 def test_bad_amp_mode_is_refused():
-    w = torch.nn.Parameter(torch.zeros(1)); opt = torch.optim.SGD([w], lr=0.1)
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
     with pytest.raises(BadInputError, match="amp='half'"):
         sgd_steps(1, [0], lambda i: w.sum(), opt, amp="half")
 
 
 def test_zero_loss_and_empty_batches_are_counted_and_warned():
-    w = torch.nn.Parameter(torch.ones(2)); opt = torch.optim.SGD([w], lr=0.1, weight_decay=0.1)
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.1, weight_decay=0.1)
     with pytest.warns(UserWarning, match="exactly 0 in all 4 steps"):
         m = sgd_steps(4, range(4), lambda i: (w * 0).sum(), opt)
     assert m["n_zero_loss"] == 4 and torch.allclose(w, torch.full((2,), 0.99 ** 4))  # weight decay alone moved w
@@ -185,7 +195,8 @@ def test_zero_loss_and_empty_batches_are_counted_and_warned():
 
 
 def test_epoch_lines_printed_unless_switched_off(monkeypatch, capsys):
-    w = torch.nn.Parameter(torch.ones(1)); opt = torch.optim.SGD([w], lr=0.1)
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=0.1)
     def fn(e, st): return sgd_steps(2, [np.zeros(5), np.zeros(5)], lambda i: (w ** 2).sum(), opt)
     monkeypatch.delenv("REID_NB_LOG", raising=False)
     h = run_epochs(3, fn, {"w": w})
@@ -194,8 +205,10 @@ def test_epoch_lines_printed_unless_switched_off(monkeypatch, capsys):
     assert all("img/s" in ln and "s/epoch" in ln for ln in lines) and lines[-1].endswith("ETA 0s")
     assert f"loss {h[0]['loss']:.4g}" in lines[0] and "time" not in h[0]  # timings stay out of the history
     monkeypatch.setenv("REID_NB_LOG", "0")
-    run_epochs(1, fn, {"w": w}); assert capsys.readouterr().out == ""
-    run_epochs(1, fn, {"w": w}, verbose=True); assert "epoch 1/1" in capsys.readouterr().out
+    run_epochs(1, fn, {"w": w})
+    assert capsys.readouterr().out == ""
+    run_epochs(1, fn, {"w": w}, verbose=True)
+    assert "epoch 1/1" in capsys.readouterr().out
 
 
 def test_epoch_line_by_hand():
