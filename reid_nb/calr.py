@@ -15,6 +15,7 @@ import copy
 import csv
 import io
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,7 +116,8 @@ class ClusterMemory(nn.Module):
         self.register_buffer("weights", None if weights is None else weights.detach().clone().float())
 
     def forward(self, q, y):
-        logits = _MemoryLogits.apply(F.normalize(q, dim=1), y, self.features, self.momentum) / self.temp
+        with torch.autocast(q.device.type, enabled=False):  # the memory and its update stay float32 under AMP
+            logits = _MemoryLogits.apply(F.normalize(q.float(), dim=1), y, self.features, self.momentum) / self.temp
         w = None if self.weights is None else self.weights + self.weight_eps
         return F.cross_entropy(logits, y, weight=w)
 
@@ -363,11 +365,16 @@ class CALRConfig:
     cam_loss_double_softmax: bool = False  # reproduce the code's double softmax
     class_weights: bool = True  # camera-entropy class weights
     weight_warmup: int = 5  # class weights from this epoch on
+    verify_weights: bool = True  # check a ResNet-50 file against torchvision's hash (False: a stand-in file)
+    channels_last: bool = False  # channels_last memory format for the backbone
+    amp: str | None = None  # mixed precision of the training steps: None (fp32), 'bf16' or 'fp16' (reid_nb.train)
+    degenerate_local: str = "error"  # a camera whose silhouette is never defined: 'error', or 'keep' (all -1, counted)
 
     def __post_init__(self):
         choices = {"intra_clusterer": ("agglomerative", "dbscan"), "inter_clusterer": ("infomap", "dbscan"),
                    "pivot_rule": ("argmax", "last_above_mean"), "refine_schedule": ("constant", "cosine"),
-                   "pooling": ("avg", "gem"), "arch": ("resnet50", "small")}
+                   "pooling": ("avg", "gem"), "arch": ("resnet50", "small"),
+                   "degenerate_local": ("error", "keep"), "amp": (None, "bf16", "fp16")}
         for k, allowed in choices.items():
             if getattr(self, k) not in allowed: raise BadInputError(f"CALRConfig.{k}={getattr(self, k)!r}: expected one of {allowed}")
 
@@ -388,7 +395,8 @@ def build_calr_net(cfg: CALRConfig,  # model settings: arch, weights, pooling, l
                    device="cpu"  # where the network lives
                   ) -> CALRNet:
     """A fresh CALR network (ImageNet weights when cfg.weights='imagenet')."""
-    bb = build_backbone(cfg.arch, cfg.weights, last_stride=cfg.last_stride, pooling=cfg.pooling)
+    bb = build_backbone(cfg.arch, cfg.weights, last_stride=cfg.last_stride, pooling=cfg.pooling,
+                        verify=cfg.verify_weights, channels_last=cfg.channels_last)
     return CALRNet(bb, n_cams, cfg.grl_lambda).to(device)
 
 def make_optimizer(model: nn.Module,  # the network
@@ -444,7 +452,7 @@ def contrastive_epoch(st: dict,  # run state from `new_run` (model, opt, rng, au
         lc = camera_loss(model.cam_head(f), c[i], cfg.cam_loss_double_softmax)
         return loss + cfg.lambda_cam * lc, {"loss_cam": lc.detach()}
     model.train()
-    return sgd_steps(n_iters, batches, step, st["opt"], desc="iterations")
+    return sgd_steps(n_iters, batches, step, st["opt"], desc="iterations", amp=cfg.amp)
 
 # %% ../nbs/62_calr.ipynb #00f1dca0
 def intra_cluster(feats: torch.Tensor,  # (N_c, d) features of one camera
@@ -500,6 +508,18 @@ def intra_camera_run(bank,  # ImageBank of one camera's training images
     return {"labels": st["best_labels"], "untrained": st["untrained"], "best_epoch": st["best_epoch"],
             "silhouette": st["best_silhouette"], "history": hist}
 
+def _check_local(cam: int, run: dict, cfg: CALRConfig):
+    """Stop (cfg.degenerate_local='error') or warn when no epoch of a camera gave a defined silhouette."""
+    if run["best_epoch"] >= 0: return
+    n, last = len(run["labels"]), run["history"][-1] if run["history"] else {}
+    msg = (f"CALR intra-camera stage, camera {cam} ({n} images): no epoch gave a defined silhouette (last epoch: "
+           f"{last.get('n_clusters')} clusters, {last.get('n_outliers')} outliers), so all its local labels are -1 "
+           "and refinement would drop its images from every cluster")
+    if cfg.degenerate_local == "error":
+        raise BadInputError(f"{msg}; give the camera more images, change intra_ratio / intra_n_clusters / intra_eps, "
+                            "or set degenerate_local='keep' to go on and count it")
+    warnings.warn(msg + " (degenerate_local='keep': counted in degenerate_cams)")
+
 def intra_camera_stage(bank,  # ImageBank of all training images
                        cams,  # (N,) camera ids
                        cfg: CALRConfig,  # settings (intra_* fields)
@@ -514,8 +534,11 @@ def intra_camera_stage(bank,  # ImageBank of all training images
         idx = np.flatnonzero(cams == c)
         ck = None if ckpt_dir is None else Path(ckpt_dir) / f"intra_cam{c}.pt"
         run = intra_camera_run(_sub_bank(bank, idx), cfg, device, seed * 1000 + c, ck, None if gt is None else np.asarray(gt)[idx])
+        _check_local(c, run, cfg)
         local[idx], untrained[idx], runs[c] = run["labels"], run["untrained"], run
-    return {"local": local, "untrained": untrained, "runs": runs}
+    bad = [c for c, r in runs.items() if r["best_epoch"] < 0]
+    return {"local": local, "untrained": untrained, "runs": runs, "degenerate_cams": bad,
+            "n_degenerate_images": int(np.isin(cams, bad).sum())}
 
 # %% ../nbs/62_calr.ipynb #fe1cf6e1
 def inter_cluster(feats: torch.Tensor,  # (N, d) normalised features

@@ -92,7 +92,7 @@ class ImageBank:
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
                   width: int,  # image width after resizing
-                  cache_dir: str | Path | None = None,  # folder for a decoded-bank cache file (None: no cache)
+                  cache_dir: str | Path | None = None,  # cache folder (core.cache_root(), never a dataset folder); None: off
                   resample: str = "bicubic",  # 'bicubic' or 'bilinear'
                   workers: int = min(4, os.cpu_count() or 1),  # decoding threads (PIL releases the GIL)
                  ) -> "ImageBank":

@@ -241,6 +241,7 @@ class UGAConfig:
     pad: int = 10  # augmentation: padding before the random crop (10 at 256x128)
     erase: float = 0.5  # augmentation: random erasing probability
     feat_batch: int = 256  # batch size of feature extraction
+    amp: str | None = None  # mixed precision of the training steps: None (fp32), 'bf16' or 'fp16' (reid_nb.train)
 
 # %% ../nbs/60_uga.ipynb #291efb72
 @dataclass
@@ -307,7 +308,8 @@ def stage1_epoch(state: dict,  # from _stage_state: backbone, heads, opt, sched,
     def step(idx):
         i = torch.as_tensor(idx, device=device)
         return intra_loss(heads, bb(data.bank.batch(idx, aug, device)), cam[i], local[i])
-    out = sgd_steps(data.n_iters(cfg), data.batches(cfg, state["rng"]), step, state["opt"], desc="stage 1")
+    out = sgd_steps(data.n_iters(cfg), data.batches(cfg, state["rng"]), step, state["opt"], desc="stage 1",
+                    amp=cfg.amp)
     state["sched"].step()
     return out
 
@@ -376,7 +378,8 @@ def stage2_epoch(state: dict,  # from _stage_state, plus 'memory' (T, d)
         g = node_gradient(fh, a, M, W, cfg.tau, pc)
         if torch.isfinite(g).all(): update_nodes(M, g, cfg.eta)
         return l_cvg + cfg.mu * l_intra, {"cvg": l_cvg.detach(), "intra": l_intra.detach()}
-    out = sgd_steps(data.n_iters(cfg), data.batches(cfg, state["rng"]), step, state["opt"], desc="stage 2")
+    out = sgd_steps(data.n_iters(cfg), data.batches(cfg, state["rng"]), step, state["opt"], desc="stage 2",
+                    amp=cfg.amp)
     state["sched"].step()
     return {**log, **out}
 

@@ -344,6 +344,30 @@ def test_intra_stage_labels_are_per_camera_and_silhouette_selected(tmp_path):
     assert (again["local"] == out["local"]).all() and again["runs"][0]["history"] == out["runs"][0]["history"]
 
 
+
+def test_intra_stage_without_a_defined_silhouette_stops_or_is_counted():
+    """18 images per camera and intra_ratio 100: one cluster per camera, so no epoch has a silhouette."""
+    bank, pids, cams = _toy()
+    with pytest.raises(BadInputError, match=r"camera 0 \(18 images\): no epoch gave a defined silhouette.*degenerate"):
+        intra_camera_stage(bank, cams, _toy_cfg(intra_ratio=100))
+    with pytest.warns(UserWarning, match="camera 1 .*counted in degenerate_cams"):
+        out = intra_camera_stage(bank, cams, _toy_cfg(intra_ratio=100, degenerate_local="keep"))
+    assert out["degenerate_cams"] == [0, 1] and out["n_degenerate_images"] == len(cams) and (out["local"] == -1).all()
+    ok = intra_camera_stage(bank, cams, _toy_cfg())
+    assert ok["degenerate_cams"] == [] and ok["n_degenerate_images"] == 0
+
+
+def test_bf16_contrastive_epoch_trains_with_a_float32_memory():
+    bank, pids, cams = _toy(2)
+    cfg = _toy_cfg(amp="bf16")
+    st = new_run(cfg, 2, "cpu", 0)
+    before = [p.detach().clone() for p in st["model"].parameters()]
+    m = contrastive_epoch(st, bank, torch.randn(len(pids), 128), pids, cams, cfg, 3, 8, 2, cam_loss=True)
+    assert m["n_steps"] == 3 and np.isfinite(m["loss"]) and np.isfinite(m["loss_cam"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, st["model"].parameters()))
+    with pytest.raises(BadInputError, match="amp"):
+        _toy_cfg(amp="half")
+
 def test_inter_stage_resume_is_exact_and_switches_work(tmp_path, monkeypatch):
     bank, pids, cams = _toy()
     local = np.where(cams == 0, pids, 2 - pids)  # perfect local labels
@@ -373,7 +397,7 @@ def test_contrastive_epoch_without_clusters_trains_nothing():
     st = new_run(_toy_cfg(), 0, "cpu", 0)
     before = [p.detach().clone() for p in st["model"].parameters()]
     m = contrastive_epoch(st, bank, torch.randn(len(pids), 128), np.full(len(pids), -1), cams, _toy_cfg(), 3, 8, 2)
-    assert m == {"n_steps": 0, "n_skipped": 3}
+    assert m == {"n_steps": 0, "n_skipped": 3}  # no cluster: no step at all
     assert all(torch.equal(a, b) for a, b in zip(before, st["model"].parameters()))
 
 

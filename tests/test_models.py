@@ -6,8 +6,11 @@ import torchvision
 from torch import nn
 
 from reid_nb.core import BadInputError
-from reid_nb.models import (BNNeck, GeM, SmallNet, build_backbone, count_macs, count_params, imagenet_weights_path,
-                            load_backbone_weights)
+import hashlib
+
+import reid_nb.models as models
+from reid_nb.models import (BNNeck, GeM, SmallNet, build_backbone, check_weights, count_macs, count_params,
+                            file_sha256, imagenet_weights_path, load_backbone_weights)
 
 
 def test_gem_equals_avg_at_p1_and_brute_force_at_p3():
@@ -65,7 +68,7 @@ def test_missing_imagenet_weights_says_where(tmp_path, monkeypatch):
         build_backbone("resnet50", weights="imagenet")
     msg = str(e.value)
     assert str(tmp_path / "th" / "hub" / "checkpoints") in msg and "resnet50-0676ba61.pth" in msg
-    assert "never downloads" in msg
+    assert "never downloads" in msg and "-p weights" in msg and "weights='" not in msg.split("weights='imagenet'")[1]
     with pytest.raises(BadInputError, match="no ImageNet weights for arch='small'"):
         build_backbone("small", weights="imagenet")
     with pytest.raises(BadInputError, match="file not found"):
@@ -79,7 +82,9 @@ def test_imagenet_weights_found_in_torch_home(tmp_path, monkeypatch):
     torch.manual_seed(0); ref = torchvision.models.resnet50(weights=None)
     torch.save(ref.state_dict(), folder / "resnet50-0676ba61.pth")
     assert imagenet_weights_path() == folder / "resnet50-0676ba61.pth"
-    m = build_backbone("resnet50", weights="imagenet", last_stride=1, pooling="gem")
+    with pytest.raises(BadInputError, match="does not match the sha256 prefix 0676ba61.*verify=False"):
+        build_backbone("resnet50", weights="imagenet")  # a random stand-in under torchvision's name is refused
+    m = build_backbone("resnet50", weights="imagenet", last_stride=1, pooling="gem", verify=False)
     assert torch.equal(m.body.layer3[2].conv2.weight, ref.layer3[2].conv2.weight)
     assert torch.equal(m.body.bn1.running_var, ref.bn1.running_var) and m.pool.p.item() == 3.0
 
@@ -113,3 +118,43 @@ def test_count_macs_hand_computed():
     assert count_macs(net, 6, 4) == 6 * 4 * 4 * 27 + 3 * 2 * 2 * 4 + 12 * 5
     assert count_params(net) == 4 * 27 + 2 * 4 + 2 + 12 * 5 + 5
     assert count_params(BNNeck(3), trainable=True) == 3
+
+
+def test_check_weights_verifies_the_name_hash_against_the_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    f = tmp_path / "stand-in.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), f)
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert file_sha256(f) == digest  # an independent hash of the same bytes
+    with pytest.raises(BadInputError, match="not a torchvision ResNet-50 ImageNet file"):
+        check_weights("resnet50", f)  # no hash in the name
+    named = tmp_path / f"resnet50-{digest[:8]}.pth"
+    f.rename(named)
+    with pytest.raises(BadInputError, match="not a torchvision ResNet-50"):
+        check_weights("resnet50", named)  # its own hash, but not one torchvision published
+    monkeypatch.setattr(models, "RESNET50_HASHES", (*models.RESNET50_HASHES, digest[:8]))
+    assert check_weights("resnet50", named) == named  # a name hash that the content matches is accepted
+    wrong = tmp_path / "resnet50-11ad3fa6.pth"
+    named.rename(wrong)
+    with pytest.raises(BadInputError) as e:
+        check_weights("resnet50", wrong)
+    msg = str(e.value)
+    assert "sha256 prefix 11ad3fa6" in msg and "-p weights" in msg
+    assert str(tmp_path / "th" / "hub" / "checkpoints") in msg
+    assert check_weights("resnet50", wrong, verify=False) == wrong and check_weights("small", None) is None
+    with pytest.raises(BadInputError, match="file not found.*-p weights"):
+        check_weights("resnet50", tmp_path / "missing.pth")
+
+
+def test_channels_last_gives_the_same_features():
+    torch.manual_seed(0)
+    a = build_backbone("small", widths=(8, 16), pooling="gem")
+    torch.manual_seed(0)
+    b = build_backbone("small", widths=(8, 16), pooling="gem", channels_last=True)
+    assert b.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 16)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
+    b2 = build_backbone("small", widths=(8, 16), pooling="gem", channels_last=True)
+    b2.load_state_dict(a.state_dict())
+    assert torch.allclose(a(x), b2(x), atol=1e-5)
+    assert b2.body[0][0].weight.is_contiguous(memory_format=torch.channels_last)

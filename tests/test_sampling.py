@@ -294,3 +294,13 @@ def test_camera_balanced_default_epoch_length():
     tl, cams = _tracklet_world(2)
     n = len(list(camera_balanced_batches(tl, cams, rng=np.random.default_rng(0))))
     assert n == math.ceil((tl >= 0).sum() / (3 * 16))
+
+
+def test_cache_root_is_outside_the_data_folder(tmp_path, monkeypatch):
+    from reid_nb.core import cache_root, data_root
+    monkeypatch.delenv("REID_NB_CACHE", raising=False)
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path / "data"))
+    assert cache_root() == tmp_path / "res" / "cache" and data_root() not in cache_root().parents
+    monkeypatch.setenv("REID_NB_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"

@@ -11,6 +11,7 @@ from reid_nb.stgal import (STGALConfig, best_buddies, cams_of_vcams, estimate_si
                            matched_pairs, merge_components, merged_images, mine_labels, negative_pool, pair_dist,
                            pt_lookup, same_time_negatives, select_negatives, stgal_config, time_bins, track_images,
                            track_scores, travel_counts, travel_pdf)
+from reid_nb.train import sgd_steps
 
 
 # ---------------------------------------------------------------- references (plain loops, written from the spec)
@@ -300,6 +301,52 @@ def test_group_triplet_loss_reference():
     f.requires_grad_(True); group_triplet_loss(f, gid, key).backward()
     assert torch.isfinite(f.grad).all()
 
+
+
+def test_group_step_counts_valid_batches_and_anchors_against_a_loop():
+    from reid_nb.sampling import ImageBank
+    from reid_nb.stgal import group_step, multi_track_groups, triplet_anchors
+    rng = np.random.default_rng(1)
+    for _ in range(30):  # random small batches: the vectorised anchor test equals a plain loop
+        gid, key = rng.integers(0, 3, 8), rng.integers(0, 4, 8)
+        loop = [any(gid[p] == gid[a] and key[p] == key[a] for p in range(8) if p != a)
+                and any(gid[n] == gid[a] and key[n] != key[a] for n in range(8)) for a in range(8)]
+        assert triplet_anchors(torch.as_tensor(gid), torch.as_tensor(key)).tolist() == loop
+    bank = ImageBank(torch.randint(0, 255, (6, 3, 8, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(96, 4))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, weight_decay=1e-4)
+    good = (np.arange(6), np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 2, 3]))
+    empty = (np.arange(6), np.arange(6), np.arange(6))  # one image per group: no positive, no negative
+    step = group_step(bank)
+    with pytest.warns(UserWarning, match="only 25% of 4 batches held a valid"):
+        m = sgd_steps(4, [good, empty, empty, empty], lambda b: step(net, None, b), opt)
+    assert m["valid_batches"] == 0.25 and m["n_zero_loss"] == 3 and m["valid_anchors"] == pytest.approx(4 / 6 / 4)
+    assert [len(g) for g in multi_track_groups([np.array([0]), np.array([1, 2]), np.array([3])])] == [2]
+
+
+def test_group_step_under_bf16_keeps_a_float32_loss():
+    from reid_nb.sampling import ImageBank
+    from reid_nb.stgal import group_step
+    bank = ImageBank(torch.randint(0, 255, (6, 3, 8, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(96, 4))
+    batch = (np.arange(6), np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 2, 3]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, m = group_step(bank)(net, None, batch)
+    ref, _ = group_step(bank)(net, None, batch)
+    assert loss.dtype == torch.float32 and m["valid_batches"] == 1.0
+    assert abs(float(loss.detach()) - float(ref.detach())) < 0.05
+
+
+def test_stgal_config_eps_follows_the_spec_and_pt_variants():
+    from reid_nb.stgal import RESAMPLE, pt_variant
+    assert [stgal_config(f).eps for f in (25, 59.94, 60)] == [250, 600, 600]  # METHODS.md §1.5, §4.8
+    assert pt_variant() == dict(abs_delta=False, pt_norm="source", pt_window=False)  # the spec's default
+    assert pt_variant("code", abs_delta=True)["abs_delta"] and pt_variant("paper")["pt_norm"] == "pair"
+    assert RESAMPLE == "bilinear"
+    with pytest.raises(BadInputError, match="pt_variant='eq4'"):
+        pt_variant("eq4")
 
 # ---------------------------------------------------------------- the synthetic world's ground truth, bad input
 

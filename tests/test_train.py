@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from reid_nb.core import BadInputError
 from reid_nb.models import BNNeck, build_backbone
 from reid_nb.sampling import Augment, ImageBank, identity_batches
-from reid_nb.train import load_checkpoint, run_epochs, save_checkpoint, sgd_steps
+from reid_nb.train import epoch_line, load_checkpoint, run_epochs, save_checkpoint, sgd_steps
 
 
 def make_run(seed: int):
@@ -121,7 +121,8 @@ def test_sgd_steps_skips_and_counts_non_finite_losses():
         return loss, {"half": loss.detach() / 2}
     with pytest.warns(UserWarning, match="skipped 2 of 4"):
         m = sgd_steps(4, range(4), step, opt, sched)
-    assert m == pytest.approx({"loss": (2 + 0.8 * 4) / 2, "half": (1 + 0.8 * 2) / 2, "n_steps": 2, "n_skipped": 2})
+    assert m == pytest.approx({"loss": (2 + 0.8 * 4) / 2, "half": (1 + 0.8 * 2) / 2, "n_steps": 2, "n_skipped": 2,
+                               "n_zero_loss": 0})
     assert torch.allclose(w, torch.tensor([1 - 0.1 * 2 - 0.1 * 4]))  # only the finite steps moved w
     assert sched.last_epoch == 4
 
@@ -134,3 +135,82 @@ def test_sgd_steps_plain_loss_and_running_out():
     assert m["n_steps"] == 3 and m["n_skipped"] == 0 and torch.allclose(w, torch.tensor([1.0, 2.0]))
     with pytest.raises(BadInputError, match="ran out after 2 of 5"):
         sgd_steps(5, [0, 1], lambda i: w.sum(), opt)
+
+
+def test_fp32_path_is_the_plain_loop():
+    """amp=None runs exactly zero_grad, forward, backward, step: bit-identical to a hand-written loop."""
+    def run(manual):
+        torch.manual_seed(0)
+        net = build_backbone("small", widths=(4, 8), depth=1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        x = torch.randn(6, 3, 16, 8, generator=torch.Generator().manual_seed(1))
+        step = lambda i: net(x[i::2]).pow(2).mean()
+        if not manual:
+            return sgd_steps(4, [0, 1, 0, 1], step, opt)["loss"], [p.detach().clone() for p in net.parameters()]
+        losses = []
+        for i in [0, 1, 0, 1]:
+            opt.zero_grad(set_to_none=True)
+            loss = step(i)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses)), [p.detach().clone() for p in net.parameters()]
+    (la, wa), (lb, wb) = run(False), run(True)
+    assert la == lb and all(torch.equal(a, b) for a, b in zip(wa, wb))
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_step_decreases_the_loss(amp):
+    torch.manual_seed(0)
+    net = build_backbone("small", widths=(4, 8), depth=1)
+    head = torch.nn.Linear(8, 3)
+    opt = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.05, momentum=0.9)
+    x = torch.randn(12, 3, 16, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 3
+    x = x + y[:, None, None, None].float()  # a learnable signal
+    step = lambda i: F.cross_entropy(head(net(x)), y)
+    with torch.no_grad(): before = float(step(0))
+    m = sgd_steps(30, range(30), step, opt, amp=amp)
+    with torch.no_grad(): after = float(step(0))
+    assert m["n_steps"] == 30 and after < 0.7 * before
+
+
+def test_bad_amp_mode_is_refused():
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    with pytest.raises(BadInputError, match="amp='half'"):
+        sgd_steps(1, [0], lambda i: w.sum(), opt, amp="half")
+
+
+def test_zero_loss_and_empty_batches_are_counted_and_warned():
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.1, weight_decay=0.1)
+    with pytest.warns(UserWarning, match="exactly 0 in all 4 steps"):
+        m = sgd_steps(4, range(4), lambda i: (w * 0).sum(), opt)
+    assert m["n_zero_loss"] == 4 and torch.allclose(w, torch.full((2,), 0.99 ** 4))  # weight decay alone moved w
+    valid = [1, 0, 0, 0]
+    with pytest.warns(UserWarning, match="only 25% of 4 batches held a valid"):
+        m = sgd_steps(4, range(4), lambda i: ((w * valid[i]).sum(), {"valid_batches": valid[i]}), opt)
+    assert m["valid_batches"] == 0.25 and m["n_zero_loss"] == 3
+
+
+def test_epoch_lines_printed_unless_switched_off(monkeypatch, capsys):
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    def fn(e, st): return sgd_steps(2, [np.zeros(5), np.zeros(5)], lambda i: (w ** 2).sum(), opt)
+    monkeypatch.delenv("REID_NB_LOG", raising=False)
+    h = run_epochs(3, fn, {"w": w})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(" |")[0] for ln in lines] == [f"epochs: epoch {k}/3" for k in (1, 2, 3)]
+    assert all("img/s" in ln and "s/epoch" in ln for ln in lines) and lines[-1].endswith("ETA 0s")
+    assert f"loss {h[0]['loss']:.4g}" in lines[0] and "time" not in h[0]  # timings stay out of the history
+    monkeypatch.setenv("REID_NB_LOG", "0")
+    run_epochs(1, fn, {"w": w})
+    assert capsys.readouterr().out == ""
+    run_epochs(1, fn, {"w": w}, verbose=True)
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+def test_epoch_line_by_hand():
+    m = {"epoch": 0, "loss": 2.0, "n_skipped": 3, "n_zero_loss": 0, "other": 5.0}
+    assert epoch_line("x", 0, 4, m, 2.0, 7300.0) == "x: epoch 1/4 | loss 2 n_skipped 3 | 2.0 s/epoch | ETA 2h01m"

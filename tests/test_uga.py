@@ -217,6 +217,19 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
     for k, v in bb3.state_dict().items(): assert torch.equal(v, ref[k]), k
 
 
+
+def test_bf16_training_runs_both_stages_with_float32_memory():
+    """Mixed precision through both stages (heads, graph loss and node updates under autocast): finite, moving."""
+    data = _tiny_data()
+    cfg = UGAConfig(ids_per_cam=2, num_instances=2, stage1_epochs=1, stage2_epochs=1, iters_per_epoch=3, k=1, pad=1,
+                    amp="bf16")
+    bb = _fresh()
+    w0 = [p.detach().clone() for p in bb.parameters()]
+    heads, h1 = uga.train_stage1(bb, data, cfg, "cpu")
+    h2 = uga.train_stage2(bb, heads, data, cfg, "cpu")
+    assert np.isfinite(h1[0]["loss"]) and np.isfinite(h2[0]["loss"]) and h2[0]["n_steps"] == 3
+    assert any(not torch.equal(a, b) for a, b in zip(w0, bb.parameters()))
+
 def test_stage2_rejects_unknown_options():
     data = _tiny_data()
     with pytest.raises(BadInputError, match="softmax"):
