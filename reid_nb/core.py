@@ -66,7 +66,8 @@ def writable_folder(path: Path | str,  # a folder to write into (created with it
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e}); expected a writable folder") from None
+        raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e}); expected a writable "
+                            "folder") from None
     return path
 
 # %% ../nbs/00_core.ipynb #0fdaca04
