@@ -448,35 +448,6 @@ def test_cli_argument_conflicts():
     with pytest.raises(BadInputError, match="-p force: reserved"): rp._given([["force", "1"]], None)
 
 
-SLOW = '''import time
-for e in range(600):
-    print(f"epoch {e}", flush=True)
-    time.sleep(0.1)'''
-
-
-def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes(project, tmp_path):
-    import signal
-    import time
-    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", SLOW)
-    script = Path(sys.executable).parent / "reid-nb"
-    p = subprocess.Popen([str(script), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, cwd=tmp_path)
-    deadline = time.time() + 60
-    while time.time() < deadline and "epoch 3" not in (p.stdout.readline() or ""): pass
-    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground process group
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert err.strip().splitlines() == [err.strip()] and err.startswith("reid-nb: interrupted (Ctrl-C)"), err
-    staging = list((tmp_path / "res" / "t").iterdir())
-    assert len(staging) == 1 and staging[0].name.endswith(".partial")
-
-
-def test_negative_seed_is_refused(project, monkeypatch, capsys):
-    monkeypatch.chdir(project)
-    assert main(["reproduce", "--seed", "-1"]) == 2
-    assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
-
-
 # ---------------------------------------------------------------- reproduce
 
 # Writes a "table" the way write_table does (a .csv and a .md under results/), without importing torch in the kernel.
