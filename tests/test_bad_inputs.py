@@ -96,7 +96,8 @@ def test_changing_a_parameter_after_a_finished_run_trains_anew(uga_like, results
     third = run_notebook(uga_like, k="5").parent
     assert len({first, second, third}) == 3
     assert (first / "tracklets.csv").read_text() == "P,5.0\n" and (second / "tracklets.csv").read_text() == "P,2.0\n"
-    assert (third / "results.csv").read_text() == "k,5\nseed,0\n" and (first / "results.csv").read_text() == "k,3\nseed,0\n"
+    assert (third / "results.csv").read_text() == "k,5\nseed,0\n"
+    assert (first / "results.csv").read_text() == "k,3\nseed,0\n"
     for s in (first, second, third):  # each set says which configuration wrote it
         assert json.loads((s / "manifest.json").read_text())["parameters"]["k"] in (3, 5)
 
@@ -118,7 +119,8 @@ def test_seed_and_world_are_in_the_set_name_and_never_overwrite(tmp_path, result
 def test_out_of_range_parameter_is_refused_before_anything_runs(uga_like, results, capsys):
     assert main(["run", str(uga_like), "-p", "k", "-3"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "uga_like.ipynb" in err and "parameter k: -3 is out of range; expected at least 1" in err
+    assert err.count("\n") == 1 and "uga_like.ipynb" in err
+    assert "parameter k: -3 is out of range; expected at least 1" in err
     assert not results.exists()
     with pytest.raises(BadInputError, match="parameter feature: 'pool' is not one of camera_bn|pooled"):
         run_notebook(uga_like, feature="pool")
@@ -155,7 +157,9 @@ def test_results_and_worlds_are_written_with_the_users_umask(uga_like, results, 
         out = run_notebook(uga_like)
         w = make_world(tmp_path / "W", "tiny", seed=0, workers=1)
     finally: os.umask(old)
-    for p in [out, out.parent / "manifest.json", out.parent / "results.csv", w / "readme.txt", w / "world" / "images.csv"]:
+    files = [out, out.parent / "manifest.json", out.parent / "results.csv", w / "readme.txt",
+             w / "world" / "images.csv"]
+    for p in files:
         assert p.stat().st_mode & 0o777 == 0o664, p
     for d in [out.parent, w, w / "world", w / "query"]: assert d.stat().st_mode & 0o777 == 0o775, d
 

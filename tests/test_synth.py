@@ -314,7 +314,8 @@ def test_make_world_keeps_the_users_files_unless_forced(tmp_path, tiny):
     (w / "results" / "table.csv").write_text("a,b")
     assert synth.foreign_files(w) == ["query/my_notes.txt", "results/table.csv"]
     with pytest.raises(BadInputError) as e: make_world(w, "tiny", seed=1, workers=1)
-    assert f"out {w}: holds 2 file(s)" in str(e.value) and "query/my_notes.txt" in str(e.value) and "--force" in str(e.value)
+    assert f"out {w}: holds 2 file(s)" in str(e.value) and "query/my_notes.txt" in str(e.value)
+    assert "--force" in str(e.value)
     assert (w / "results" / "table.csv").read_text() == "a,b" and load_truth(w)["world"]["seed"] == 0
     make_world(w, "tiny", seed=1, workers=1, force=True)
     assert load_truth(w)["world"]["seed"] == 1 and not (w / "results").exists() and synth.foreign_files(w) == []
