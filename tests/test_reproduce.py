@@ -263,6 +263,30 @@ def test_a_changed_parameter_is_a_new_set_and_the_old_one_is_kept(project, tmp_p
     assert rp.find_result_set("t", res, nosuch=1) is None and rp.find_result_set("u", res) is None
 
 
+# Trains (writes one checkpoint file per "epoch") unless the checkpoints are there already; says which.
+READ_BACK = """import os, pathlib
+ck = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck"; ck.mkdir(exist_ok=True)
+have = sorted(p.name for p in ck.glob("*.pt"))
+for e in range(len(have), 2): (ck / f"e{e}.pt").write_bytes(bytes([e]))
+print("trained" if len(have) < 2 else "read back")"""
+
+
+def test_a_rerun_reads_the_finished_sets_checkpoints_back_unless_fresh(project, tmp_path, capsys):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", READ_BACK)
+    said = lambda out: nbformat.read(out, 4).cells[-1].outputs[0].text.strip()
+    first = run_notebook(path)
+    again = run_notebook(path)
+    assert said(first) == "trained" and said(again) == "read back" and again.parent.name == first.parent.name + ".2"
+    assert "reading back the checkpoints of the finished set" in capsys.readouterr().err
+    assert (again.parent / "ck" / "e1.pt").stat().st_ino == (first.parent / "ck" / "e1.pt").stat().st_ino  # a link
+    assert said(run_notebook(path, fresh=True)) == "trained"
+    assert main(["run", str(path), "--fresh"]) == 0 and "trained" in capsys.readouterr().out
+    for s in rp.result_sets("t", tmp_path / "res"):  # as prune_set marks a set whose checkpoints it pruned
+        m = json.loads((s / "manifest.json").read_text())
+        (s / "manifest.json").write_text(json.dumps({**m, "pruned": "2026-01-01T00:00:00+00:00"}))
+    assert said(run_notebook(path)) == "trained"  # a pruned set is never read back
+
+
 # A notebook whose first run dies half-way (after its first "epoch" file) and whose second run resumes from it.
 RESUME = '''import os, pathlib
 out = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck"; out.mkdir(exist_ok=True)
