@@ -10,7 +10,7 @@ __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'L
            'experiments_folder', 'experiment_notebooks', 'report_set', 'reproduce', 'prune_checkpoint', 'prune_set',
            'prune', 'find_notebook', 'format_parameters', 'main']
 
-# %% ../nbs/80_reproduce.ipynb #d91c693a
+# %% ../nbs/80_reproduce.ipynb #eccdf189
 import argparse
 import ast
 import contextlib
@@ -33,7 +33,7 @@ from typing import NamedTuple
 from .core import (PROFILES, BadInputError, atomic_torch_save, atomic_write_text, config_hash, project_root,
                           results_root, usable_folder, writable_folder)
 
-# %% ../nbs/80_reproduce.ipynb #5bce0038
+# %% ../nbs/80_reproduce.ipynb #ac8c5a94
 class Rule(NamedTuple):
     """A parameter's allowed values, declared as `[...]` at the start of its comment."""
     text: str  # the declaration as written, without the brackets
@@ -69,7 +69,7 @@ def parameters_source(path: Path | str  # an .ipynb file
     if len(cells) > 1: raise BadInputError(f"{path}: {len(cells)} cells are tagged 'parameters'; expected one")
     return _source(cells[0]) if cells else ""
 
-# %% ../nbs/80_reproduce.ipynb #57aa568f
+# %% ../nbs/80_reproduce.ipynb #3c831136
 RULE_RE = re.compile(r"\[([^\]]*)\]")
 BOUND_RE = re.compile(r"(at least|at most|above|below)\s+(\S+)")
 OPS = {"at least": operator.ge, "above": operator.gt, "at most": operator.le, "below": operator.lt}
@@ -136,7 +136,7 @@ def check_rule(name: str,  # parameter name (for messages)
             raise BadInputError(f"parameter {name}: {v!r} is out of range; expected {need} (declared [{rule.text}])")
     return value
 
-# %% ../nbs/80_reproduce.ipynb #fd18d37b
+# %% ../nbs/80_reproduce.ipynb #b33a14ea
 def _comments(src: str) -> dict[int, str]:
     """Line number -> text of the comment on that line."""
     toks = tokenize.generate_tokens(io.StringIO(src).readline)
@@ -180,7 +180,7 @@ def notebook_parameters(path: Path | str  # an .ipynb file
         out[name] = _param(name, value, " ".join(notes[i] for i in lines if i in notes), f"{where}, line {stmt.lineno}")
     return out
 
-# %% ../nbs/80_reproduce.ipynb #7f125c5a
+# %% ../nbs/80_reproduce.ipynb #11af474a
 def _from_text(text: str,  # a value as typed on the command line
                typ: type  # the declared type
               ):
@@ -240,12 +240,13 @@ def check_parameters(path: Path | str,  # the notebook
 
 def _unknown(name: str, declared: dict) -> str:
     """The message for a parameter the notebook does not declare."""
-    if not declared: return f"unknown parameter {name!r}: the notebook declares no parameters (no cell tagged 'parameters')"
+    if not declared:
+        return f"unknown parameter {name!r}: the notebook declares no parameters (no cell tagged 'parameters')"
     close = difflib.get_close_matches(name, declared, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown parameter {name!r}{hint}; valid names: {', '.join(declared)}"
 
-# %% ../nbs/80_reproduce.ipynb #d2114637
+# %% ../nbs/80_reproduce.ipynb #42974273
 class NotebookError(RuntimeError):
     """A cell of an executed notebook raised; the message names the notebook, the cell and the error."""
 
@@ -292,7 +293,7 @@ def _check_output(output: Path,  # an extra copy of the executed notebook, as th
     writable_folder(output.parent, "output folder")
     return output
 
-# %% ../nbs/80_reproduce.ipynb #56393383
+# %% ../nbs/80_reproduce.ipynb #3d387653
 def _cell_number(path: Path, source: str) -> str:
     """'cell K of N' for the cell of `path` whose source is `source`."""
     cells = _read_notebook(path)["cells"]
@@ -327,6 +328,10 @@ def _kernel_manager(log: Path  # where the kernel process's stderr goes
                 return await super()._async_launch_kernel(kernel_cmd, **(kw | {"stderr": f}))
     return LoggedKernelManager
 
+def _cell_bar(echo: bool) -> bool:
+    """Papermill's per-cell bar: shown unless REID_NB_PROGRESS=0, or the cells' own lines stream (they would mix)."""
+    return os.environ.get("REID_NB_PROGRESS", "1") != "0" and not echo
+
 def _execute(path: Path,  # the notebook
              copy: Path,  # where the executed copy goes (inside the staging folder)
              params: dict,  # checked parameters
@@ -337,14 +342,14 @@ def _execute(path: Path,  # the notebook
     from papermill.exceptions import PapermillExecutionError
     try:
         pm.execute_notebook(str(path), str(copy), parameters=params, kernel_name="python3", language="python",
-                            cwd=str(path.parent), progress_bar=os.environ.get("REID_NB_PROGRESS", "1") != "0",
+                            cwd=str(path.parent), progress_bar=_cell_bar(echo),
                             stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None,
                             kernel_manager_class=_kernel_manager(copy.parent / KERNEL_LOG))
     except PapermillExecutionError as e:
         raise _failure(path, e, _record_kernel(copy)) from None
     return _record_kernel(copy)
 
-# %% ../nbs/80_reproduce.ipynb #3bd2d59a
+# %% ../nbs/80_reproduce.ipynb #dd28a09b
 LOCK, MANIFEST, SET_FORMAT = ".reid-nb.lock", "manifest.json", "reid-nb-result-set-1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -376,7 +381,7 @@ def _environment(**values: str):
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
-# %% ../nbs/80_reproduce.ipynb #2ef5b54b
+# %% ../nbs/80_reproduce.ipynb #5f9fb6a0
 def _git(folder: Path) -> dict | None:
     """The checkout's commit and whether tracked files differ from it; None outside git."""
     def git(*args):
@@ -423,7 +428,7 @@ def _publish(staging: Path,  # the finished <key>.partial
     staging.rename(dest)
     return dest
 
-# %% ../nbs/80_reproduce.ipynb #5d8ecd0d
+# %% ../nbs/80_reproduce.ipynb #91a0fe62
 RESERVED = ("output", "force", "echo", "prune", "fresh")  # run_notebook's own keywords: not notebook parameters
 
 def _reuse_checkpoints(staging: Path,  # a new, empty staging folder
@@ -484,7 +489,7 @@ def run_notebook(path: Path | str,  # the .ipynb to execute
     if extra: shutil.copyfile(copy, extra)
     return copy
 
-# %% ../nbs/80_reproduce.ipynb #8f35ade6
+# %% ../nbs/80_reproduce.ipynb #8a5bede7
 def _same(saved, value) -> bool:
     """Whether a value equals the one a manifest saved (JSON turns tuples into lists)."""
     return saved == json.loads(json.dumps(value, default=str))
@@ -509,7 +514,7 @@ def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
     sets = result_sets(notebook, results_dir, **params)
     return sets[0] if sets else None
 
-# %% ../nbs/80_reproduce.ipynb #c1e7153a
+# %% ../nbs/80_reproduce.ipynb #12105970
 EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr")
 
 def experiments_folder() -> Path:
@@ -532,7 +537,7 @@ def _no_experiments(folder: Path) -> str:
     """Why no experiment was found: the folder looked in, and what to do."""
     return (f"no experiment notebooks in {folder} (run from inside a reid-nb checkout, or give the notebook's path)")
 
-# %% ../nbs/80_reproduce.ipynb #eac28c46
+# %% ../nbs/80_reproduce.ipynb #0ddf6051
 SHOWN = (".csv", ".md", ".png", ".svg", ".pdf", ".json")  # tables and figures; checkpoints are only counted
 
 def report_set(folder: Path  # a published result set
@@ -569,7 +574,7 @@ def _open_dataset(dataset: str, profile: str, seed: int):
     with contextlib.chdir(experiments_folder()):  # the roots the notebooks will see
         return open_dataset(dataset, profile=profile, seed=seed)
 
-# %% ../nbs/80_reproduce.ipynb #6f4d0a1c
+# %% ../nbs/80_reproduce.ipynb #632d907b
 def _check_all(notebooks: list[Path], values: dict):
     """Check every notebook's parameters before anything runs; one BadInputError listing every problem."""
     problems = []
@@ -603,7 +608,7 @@ def reproduce(profile: str = "default",  # one of PROFILES
             print(f"  FAILED: {error.splitlines()[0]}", flush=True)
     return failures
 
-# %% ../nbs/80_reproduce.ipynb #efc195f2
+# %% ../nbs/80_reproduce.ipynb #a591609d
 def _kept(kind: str, payload) -> bool:
     """Whether pruning keeps a packed state entry: module weights (a dict of tensors), tensors, arrays, plain values."""
     import torch
@@ -642,7 +647,7 @@ def prune_set(folder: Path | str,  # a published result set (holding manifest.js
         atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, default=str) + "\n")
     return done
 
-# %% ../nbs/80_reproduce.ipynb #084bca49
+# %% ../nbs/80_reproduce.ipynb #793b2ec3
 def _finished_sets(root: Path, notebook: str | None) -> list[Path]:
     """Every finished result set under `root`: of one notebook, or of all."""
     tops = [root / Path(notebook).stem] if notebook else sorted(p for p in root.glob("*") if p.is_dir())
@@ -662,7 +667,7 @@ def prune(notebook: str | None = None,  # only this notebook's sets (a name such
     print(f"{len(done)} checkpoint(s) {verb} in {len(sets)} finished set(s){freed}")
     return done
 
-# %% ../nbs/80_reproduce.ipynb #a7af8ec9
+# %% ../nbs/80_reproduce.ipynb #16086881
 def _parser() -> argparse.ArgumentParser:
     """The `reid-nb` argument parser."""
     p = argparse.ArgumentParser(prog="reid-nb", description="Run reid-nb's experiment notebooks with checked "
@@ -703,7 +708,7 @@ def find_notebook(name: str  # an .ipynb path, or an experiment name such as 'da
     raise BadInputError(f"notebook {name!r}: no such file, and no experiment of that name in {folder} "
                         f"(experiments: {known})")
 
-# %% ../nbs/80_reproduce.ipynb #d141d43b
+# %% ../nbs/80_reproduce.ipynb #8f7d1c04
 def _given(pairs: list[list[str]], profile: str | None) -> tuple[dict, str | None]:
     """The -p NAME VALUE pairs as a dict, and the profile (from --profile or -p profile)."""
     params = {}
@@ -725,7 +730,7 @@ def format_parameters(path: Path | str  # the notebook
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}" + (f"  # {c}" if c else "") for n, t, d, c in rows)
 
-# %% ../nbs/80_reproduce.ipynb #b3694572
+# %% ../nbs/80_reproduce.ipynb #56b14301
 def _run_command(args: argparse.Namespace) -> int:
     """`reid-nb run`: run one notebook, list its set, print the executed copy's path last."""
     params, profile = _given(args.param, args.profile)
