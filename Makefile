@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce test export bench lock clean-results docs
+.PHONY: venv reproduce test export bench lock clean-results docs prune
 
 venv: .venv/.installed
 
@@ -51,6 +51,11 @@ bench: venv
 # Refresh requirements.lock from a working .venv (after adding or upgrading a package by hand).
 lock:
 	.venv/bin/pip freeze --exclude-editable | grep -v '^reid-nb' > requirements.lock
+
+# Keep only final weights and history in the checkpoints of finished result sets (NOTEBOOK=uga: one notebook's;
+# DRY_RUN=1: only list them). Unfinished runs (<key>.partial) keep everything they need to resume.
+prune: venv
+	.venv/bin/reid-nb prune $(NOTEBOOK) $(if $(DRY_RUN),--dry-run)
 
 clean-results:
 	rm -rf results

@@ -89,10 +89,10 @@ def image_stem(name: str  # a file name
 
 # %% ../nbs/10_data.ipynb #c5bca3f0
 NAME_PATTERNS = {
-    "market1501": re.compile(r"(-?\d+)_c(\d+)s(\d+)_(\d{6})_(\d{2})"),  # METHODS §1.1
-    "dukemtmc": re.compile(r"(-?\d+)_c(\d+)_f(\d+)"),  # METHODS §1.2
-    "msmt17": re.compile(r"(\d+)_(\d+)_(\d+)_\w+"),  # METHODS §1.3: the fields after the camera are opaque
-    "veri": re.compile(r"(-?\d+)_c(\d+)_\w+"),  # METHODS §1.4
+    "market1501": re.compile(r"(-1|\d{4})_c(\d+)s(\d+)_(\d{6})_(\d{2})"),  # METHODS §1.1
+    "dukemtmc": re.compile(r"(-1|\d{4})_c(\d+)_f(\d+)"),  # METHODS §1.2
+    "msmt17": re.compile(r"(\d{4})_(\d+)_(\d+)_\w+"),  # METHODS §1.3: the fields after the camera are opaque
+    "veri": re.compile(r"(-1|\d{4})_c(\d+)_\w+"),  # METHODS §1.4
 }
 NAME_PATTERNS["synth"] = NAME_PATTERNS["market1501"]  # the synthetic world writes Market names
 NAME_FIELDS = {"market1501": ("pid", "cam", "seq", "frame", "bbox_idx"), "dukemtmc": ("pid", "cam", "frame"),
@@ -229,13 +229,17 @@ class _Reader:
 
     def bad(self, split: str, reason: str, rel: str, message: str):
         """A bad entry: raise in strict mode, else skip it under `reason`."""
-        if self.strict: raise BadInputError(f"{message} (strict=False skips such entries and counts them)")
+        if self.strict: raise BadInputError(f"{message} (strict=False, or check_dataset.py --lenient, skips such "
+                                            "entries and counts them)")
         self.skip(split, reason, rel)
 
-    def row(self, split: str, rel: str) -> dict | None:
-        """The parsed row of one file (path relative to base), or None when it is skipped."""
+    def row(self, split: str, rel: str, folder: bool = False) -> dict | None:
+        """The parsed row of one file (path relative to base; `folder`: it is a folder), or None when skipped."""
         name = rel.rsplit("/", 1)[-1]
         if image_stem(name) is None: self.skip(split, "not an image file", rel); return None
+        if folder:
+            self.bad(split, "folder named like an image", rel, f"{self.base / rel}: is a folder, expected an image")
+            return None
         try:
             f = parse_name(name, self.dataset, self.n_cams)
             if self.check: self.check(f, name)
@@ -246,8 +250,8 @@ class _Reader:
 
 def _scan(reader: _Reader, split: str, folder: str) -> list[dict]:
     """Rows of every file in base/folder, in name order."""
-    names = sorted(e.name for e in os.scandir(reader.base / folder))
-    return [r for r in (reader.row(split, f"{folder}/{n}") for n in names) if r is not None]
+    entries = sorted(os.scandir(reader.base / folder), key=lambda e: e.name)
+    return [r for r in (reader.row(split, f"{folder}/{e.name}", e.is_dir()) for e in entries) if r is not None]
 
 # %% ../nbs/10_data.ipynb #1d6bb3a6
 def _check_market(f: dict, name: str):
@@ -405,16 +409,26 @@ def _msmt_rows(reader: _Reader, split: str, list_name: str, folder: str) -> list
             reader.bad(split, "list line does not parse", where, f"{reader.base / list_name}, line {i}: expected "
                        f"'<relative path> <label>', got {line.strip()!r}"); continue
         row = reader.row(split, f"{folder}/{parts[0]}")
-        if row is not None: rows.append(row | {"pid": int(parts[1]) + 1, "where": where})
+        if row is not None and row["pid"] != int(parts[1]):
+            reader.bad(split, "label contradicts the file name", where, f"{reader.base / list_name}, line {i}: label "
+                       f"{parts[1]} but the file name {parts[0]!r} says identity {row['pid']:04d}")
+        elif row is not None: rows.append(row | {"pid": int(parts[1]) + 1, "where": where})
     return _msmt_files_exist(reader, split, rows)
 
-_MSMT_PROBLEMS = {"listed twice": "is listed twice in the split", "listed file missing": "does not exist"}
+_MSMT_PROBLEMS = {"listed twice": "is listed twice in the split", "listed file missing": "does not exist",
+                  "listed path is a folder": "is a folder, expected an image file"}
+
+def _listed_problem(r: dict, seen: set) -> str | None:
+    """What is wrong with one listed file: listed twice, a folder, missing; None when it is fine."""
+    if r["rel"] in seen: return "listed twice"
+    if os.path.isfile(r["path"]): return None
+    return "listed path is a folder" if os.path.isdir(r["path"]) else "listed file missing"
 
 def _msmt_files_exist(reader: _Reader, split: str, rows: list[dict]) -> list[dict]:
     """Keep rows whose file exists and is listed once in the split; the others are bad entries."""
     keep, seen = [], set()
     for r in rows:
-        problem = "listed twice" if r["rel"] in seen else None if os.path.isfile(r["path"]) else "listed file missing"
+        problem = _listed_problem(r, seen)
         message = f"{reader.base / r['where']}: {r['path']} {_MSMT_PROBLEMS.get(problem)}"
         if problem: reader.bad(split, problem, r["rel"], message)
         else: keep.append(r); seen.add(r["rel"])
@@ -453,6 +467,8 @@ def load_dataset(root: Path | str,  # the dataset folder, or its parent holding 
     """Read a re-ID dataset into train / query / gallery Records, checking every name."""
     if name not in DATASETS: raise BadInputError(f"unknown dataset name {name!r}; known: {', '.join(DATASETS)}")
     root = Path(root).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"{root}: is a file, not a folder; expected the {name} dataset folder")
     if not root.is_dir(): raise BadInputError(f"{root}: dataset folder for {name} does not exist")
     return DATASETS[name](root, name, _time_mode(name, market_time_mode), strict)
 
@@ -461,11 +477,13 @@ def image_problem(path: str | Path  # an image file
                  ) -> str | None:
     """Why an image cannot be used (missing, empty, truncated, undecodable), or None when it decodes."""
     p = Path(path)
+    if p.is_dir(): return "is a folder, not an image file"
     if not p.is_file(): return "missing"
     if p.stat().st_size == 0: return "empty file (0 bytes)"
     try:
         with Image.open(p) as im: im.load()
     except (OSError, SyntaxError, ValueError) as e: return f"cannot decode ({type(e).__name__}: {e})"
+    except Image.DecompressionBombError as e: return f"too large to decode safely ({e})"
     return None
 
 def verify_images(records: Records,  # the images to decode

@@ -5,14 +5,15 @@
 # %% auto #0
 __all__ = ['PRESETS', 'WORLD', 'IDENTITY', 'CAMERA', 'WALK', 'BOXES', 'RENDER', 'SKIN', 'HAIR', 'TOPS', 'BOTTOMS', 'SHOES',
            'PATTERNS', 'LOWERS', 'BAGS', 'VIEWS', 'SPEED_SIGMA', 'TRAIN', 'TEST', 'SINGLE', 'ROLES',
-           'GENERATOR_VERSION', 'IMAGE_COLUMNS', 'TRAVEL_DEFINITION', 'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS',
-           'WorldConfig', 'world_config', 'seq_len_frames', 'check_config', 'knobs', 'stream', 'make_identity',
-           'make_identities', 'scene_strip', 'make_camera', 'make_cameras', 'camera_graph', 'true_components',
-           'mixture_cdf', 'mixture_pdf', 'next_camera_probs', 'walk', 'detect', 'accepted_walk', 'local_clock',
-           'box_rank', 'box_iou', 'simulate', 'market_name', 'boxes_table', 'new_canvas', 'compose', 'paint_person',
-           'gaussian_blur', 'camera_look', 'render_image', 'World', 'build_world', 'render_world', 'world_json',
-           'world_hash', 'write_truth', 'readme_text', 'make_world', 'read_table', 'load_truth', 'travel_components',
-           'truth_statistics', 'synth_world', 'real_root', 'open_dataset']
+           'GENERATOR_VERSION', 'IMAGE_COLUMNS', 'TRAVEL_DEFINITION', 'TRUTH_FILES', 'BUILD_LOCK', 'STALE_AFTER_S',
+           'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS', 'WorldConfig', 'world_config', 'seq_len_frames',
+           'check_config', 'knobs', 'stream', 'make_identity', 'make_identities', 'scene_strip', 'make_camera',
+           'make_cameras', 'camera_graph', 'true_components', 'mixture_cdf', 'mixture_pdf', 'next_camera_probs', 'walk',
+           'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou', 'simulate', 'market_name', 'boxes_table',
+           'new_canvas', 'compose', 'paint_person', 'gaussian_blur', 'camera_look', 'render_image', 'World',
+           'build_world', 'render_world', 'world_json', 'world_hash', 'write_truth', 'readme_text', 'foreign_files',
+           'make_world', 'read_table', 'load_truth', 'travel_components', 'truth_statistics', 'synth_world',
+           'real_root', 'open_dataset']
 
 # %% ../nbs/11_synth.ipynb #e741875e
 import csv
@@ -23,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,7 +32,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy.special import ndtr
 
-from .core import BadInputError, atomic_write_text, config_hash, data_root, progress
+from .core import (BadInputError, atomic_write_text, config_hash, data_root, file_mode, progress, usable_folder,
+                          writable_folder)
 
 # %% ../nbs/11_synth.ipynb #46517659
 @dataclass(frozen=True)
@@ -840,6 +843,11 @@ visits.csv, world.json with per-camera parameters, the transition matrix and the
 """
 
 # %% ../nbs/11_synth.ipynb #c8cb4925
+TRUTH_FILES = ("world/images.csv", "world/identities.csv", "world/visits.csv", "world/world.json", "tracklets.csv",
+               "readme.txt")  # what write_truth writes beside the images
+BUILD_LOCK = ".building"  # held (flock) inside a world being built; a free lock marks a killed build
+STALE_AFTER_S = 60  # a half-built world younger than this is left alone (its builder may not hold the lock yet)
+
 def _replace_dir(tmp: Path, out: Path):
     """Move `tmp` to `out`, replacing an old world there."""
     if out.exists():
@@ -847,23 +855,77 @@ def _replace_dir(tmp: Path, out: Path):
         out.rename(old); tmp.rename(out); shutil.rmtree(old, ignore_errors=True)
     else: tmp.rename(out)
 
-def make_world(out: Path | str,  # folder to write (created; an old world there is replaced)
+def _world_files(root: Path) -> set[str]:
+    """The files a world at `root` wrote (its images, listed in world/images.csv, and TRUTH_FILES); {} for none."""
+    try:
+        with open(root / "world" / "images.csv", newline="") as f: images = {r["file"] for r in csv.DictReader(f)}
+    except (OSError, KeyError, csv.Error): return set()
+    return images | set(TRUTH_FILES)
+
+def foreign_files(out: Path | str  # a folder make_world would replace
+                 ) -> list[str]:
+    """Files under `out` that no synthetic world wrote (every file, when `out` holds no world), sorted."""
+    out = Path(out)
+    if not out.is_dir(): return []
+    mine = _world_files(out)
+    return sorted(r for r in (str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) if r not in mine)
+
+# %% ../nbs/11_synth.ipynb #31c0fc4a
+def _stale_builds(out: Path) -> list[Path]:
+    """Half-built worlds beside `out` (`.<name>.tmp-*`) left by a killed build: its lock is free and it is old."""
+    stale = []
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        if time.time() - tmp.stat().st_mtime < STALE_AFTER_S: continue
+        try:
+            with open(tmp / BUILD_LOCK, "a") as f: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: continue  # a build in progress
+        except OSError: pass  # not a folder, or unwritable: not a live build either
+        stale.append(tmp)
+    return stale
+
+def _check_out(out: Path,  # the folder make_world will write
+               seed,  # the world's seed
+               force: bool,  # replace whatever `out` holds
+              ):
+    """BadInputError for a seed below 0, an `out` that is a file or cannot be written, or holds files of the user."""
+    if type(seed) is not int or seed < 0: raise BadInputError(f"seed {seed!r}: expected an integer >= 0")
+    usable_folder(out, "out")
+    foreign = [] if force else foreign_files(out)
+    if foreign:
+        raise BadInputError(f"out {out}: holds {len(foreign)} file(s) that no synthetic world wrote, e.g. "
+                            f"{foreign[0]!r}; choose an empty or new folder, or pass force=True (--force) to "
+                            "replace all of it")
+    writable_folder(out.parent, "out")
+
+def _build_folder(out: Path) -> Path:
+    """A fresh `.<name>.tmp-*` folder beside `out` (user's umask mode), locked for this build; stale ones removed."""
+    for tmp in _stale_builds(out): shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    os.chmod(tmp, file_mode(folder=True))  # mkdtemp makes it 0700: others could not read the world
+    return tmp
+
+def make_world(out: Path | str,  # folder to write (an old world there is replaced; other files are refused)
                preset: str = "default",  # a name in PRESETS
-               seed: int = 0,  # the one seed of the world
+               seed: int = 0,  # the one seed of the world (>= 0)
                workers: int = 2,  # rendering processes
+               force: bool = False,  # replace `out` even when it holds files no world wrote
                **overrides,  # WorldConfig fields to change
               ) -> Path:
     """Build a world in the Market-1501 layout plus ground truth; return its folder."""
     cfg, out = world_config(preset, **overrides), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / "world" / "world.json").exists():
-        raise BadInputError(f"{out}: exists and is not a synthetic world; choose an empty or new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_out(out, seed, force)
     world = build_world(cfg, seed)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = _build_folder(out)
     try:
-        render_world(world, tmp, workers); write_truth(world, tmp); _replace_dir(tmp, out)
+        with open(tmp / BUILD_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            render_world(world, tmp, workers)
+            write_truth(world, tmp)
+            (tmp / BUILD_LOCK).unlink()
+            _replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 # %% ../nbs/11_synth.ipynb #c43692c6

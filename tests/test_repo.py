@@ -87,3 +87,13 @@ def test_notebook_is_committed_clean(nb):
     dirty = [i for i, c in enumerate(cells(nb))
              if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{nb.relative_to(ROOT)}: cells {dirty} have outputs or execution counts (run nbdev_clean)"
+
+
+def test_make_prune_target_runs_the_prune_command():
+    import shutil
+    import subprocess
+    if shutil.which("make") is None: pytest.skip("make is not installed")
+    r = subprocess.run(["make", "-n", "prune", "NOTEBOOK=uga", "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and ".venv/bin/reid-nb prune uga --dry-run" in r.stdout.splitlines(), r.stdout + r.stderr
+    r = subprocess.run(["make", "-n", "prune"], cwd=ROOT, capture_output=True, text=True)
+    assert ".venv/bin/reid-nb prune" in [line.strip() for line in r.stdout.splitlines()], r.stdout

@@ -140,7 +140,73 @@ def test_check_reports_every_problem_with_suggestions(tmp_path):
     assert "profile, n, rate, name, fast, sizes, neg" in msg and "'x' does not fit the declared int" in msg
 
 
-# ---------------------------------------------------------------- running
+# ---------------------------------------------------------------- declared ranges and choices
+
+RANGED = '''profile = "default"  # [smoke|default|paper] how long
+k = 3  # [int, at least 1] neighbours
+lam = 0.5  # [float, above 0, at most 1] a fraction
+mode = "a"  # [a|b|''] a mode, or none
+etas = [0.1, 0.5]  # [0.1|0.5|1.0] a sweep
+free = 2  # no declaration
+'''
+
+
+def test_declared_rules_are_parsed(tmp_path):
+    ps = notebook_parameters(make_notebook(tmp_path / "r.ipynb", RANGED))
+    assert ps["k"].rule == rp.Rule("int, at least 1", bounds=(("at least", 1),))
+    assert ps["lam"].rule.bounds == (("above", 0.0), ("at most", 1.0))
+    assert ps["mode"].rule.choices == ("a", "b", "") and ps["etas"].rule.choices == (0.1, 0.5, 1.0)
+    assert ps["free"].rule is None and ps["k"].comment == "[int, at least 1] neighbours"
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("k", "1", True), ("k", "0", False), ("k", "-3", False), ("k", 10**6, True),
+    ("lam", "1", True), ("lam", "0", False), ("lam", "1e-9", True), ("lam", "1.0001", False),
+    ("mode", "b", True), ("mode", "", True), ("mode", "c", False), ("mode", "A", False),
+    ("etas", "[1.0, 0.1]", True), ("etas", "[]", True), ("etas", "[0.1, 0.2]", False),
+    ("free", "-7", True), ("profile", "paper", True), ("profile", "fast", False),
+])
+def test_values_are_checked_against_the_declaration(tmp_path, name, value, ok):
+    path = make_notebook(tmp_path / "r.ipynb", RANGED)
+    if ok:
+        assert name in check_parameters(path, {name: value})
+        return
+    with pytest.raises(BadInputError) as e: check_parameters(path, {name: value})
+    assert "r.ipynb" in str(e.value) and f"parameter {name}:" in str(e.value)
+
+
+@pytest.mark.parametrize("src, words", [
+    ("k = 3  # [int >= 1] uses a sign", ["line 1", "k", "at least"]),
+    ("k = 3  # [at least one] not a number", ["line 1", "'one'", "not a int"]),
+    ("k = 3  # [str, at least 1] wrong type", ["line 1", "the default is a int"]),
+    ("s = 'a'  # [at least 1] bound on text", ["line 1", "bounds for numbers only"]),
+    ("k = 3  # [a|b] choices of the wrong type", ["line 1", "'a'", "not a int"]),
+    ("x = 1\nk = 0  # [int, at least 1] default outside", ["line 2", "breaks its own declaration", "at least 1"]),
+    ("m = 'c'  # [a|b] default not a choice", ["line 1", "breaks its own declaration"]),
+    ("v = [1, 'a']  # [1|2] mixed items", ["line 1", "items share one type"]),
+])
+def test_bad_declarations_are_errors_of_the_notebook(tmp_path, src, words):
+    with pytest.raises(BadInputError) as e: notebook_parameters(make_notebook(tmp_path / "bad.ipynb", src))
+    assert "bad.ipynb" in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_papermill_reads_declared_parameters_without_warnings(tmp_path, caplog):
+    from papermill.translators import PythonTranslator  # papermill inspects the parameters cell with it
+    cell = nbformat.read(make_notebook(tmp_path / "r.ipynb", RANGED), 4).cells[1]
+    assert [p.name for p in PythonTranslator.inspect(cell)] == ["profile", "k", "lam", "mode", "etas", "free"]
+    assert "Unable to parse" not in caplog.text
+    signs = nbformat.read(make_notebook(tmp_path / "s.ipynb", "k = 3  # [int >= 1] k"), 4).cells[1]
+    assert PythonTranslator.inspect(signs) == [] and "Unable to parse" in caplog.text  # why bounds are words
+
+
+# ---------------------------------------------------------------- running into result sets
+
+def the_set(res, stem="t"):
+    """The one finished set of `stem` under `res`."""
+    sets = [p for p in (res / stem).iterdir() if (p / "manifest.json").exists()]
+    assert len(sets) == 1, sets
+    return sets[0]
+
 
 def test_bad_parameters_are_refused_before_anything_runs(project, tmp_path):
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, BODY)
@@ -150,12 +216,14 @@ def test_bad_parameters_are_refused_before_anything_runs(project, tmp_path):
     assert not (path.parent / "seen.json").exists() and not (tmp_path / "res").exists()
 
 
-def test_run_writes_the_executed_copy_under_results_runs(project, tmp_path, monkeypatch):
-    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, BODY)
+def test_run_publishes_a_result_set(project, tmp_path, monkeypatch):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS + "seed = 0  # s\n", BODY, TABLE_T)
     monkeypatch.chdir(tmp_path)  # run from elsewhere: the notebook still runs in its own folder
     before = snapshot(project / "nbs")
     out = run_notebook(path, profile="smoke", n="5", sizes=[3], fast="1", rate=2)
-    assert out == tmp_path / "res" / "runs" / "t-smoke.ipynb" and out.exists()
+    effective = {"profile": "smoke", "n": 5, "rate": 2.0, "name": "x", "fast": True, "sizes": [3], "neg": -2, "seed": 0}
+    assert out == tmp_path / "res" / "t" / rp.set_key(effective) / "t.ipynb" and out.exists()
+    assert out.parent.name.startswith("smoke-s0-")
     seen = json.loads((path.parent / "seen.json").read_text())
     assert seen == {"cwd": str(path.parent.resolve()), "n": 5, "rate": 2.0, "fast": True, "sizes": [3],
                     "profile": "smoke"}
@@ -164,9 +232,120 @@ def test_run_writes_the_executed_copy_under_results_runs(project, tmp_path, monk
     done = nbformat.read(out, 4)
     assert done.metadata.kernelspec.name == "python3"
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in done.cells)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["t-smoke.ipynb"]  # no temporary file left
-    # without a profile the notebook's default names the copy
-    assert run_notebook(path).name == "t-default.ipynb"
+    m = json.loads((out.parent / "manifest.json").read_text())
+    assert m["parameters"] == effective and m["given"] == {"profile": "smoke", "n": 5, "rate": 2.0, "fast": True,
+                                                           "sizes": [3]}
+    assert m["notebook"] == "t" and m["started"] <= m["finished"] and m["key"] == out.parent.name
+    files = {str(p.relative_to(out.parent)): p.stat().st_size for p in out.parent.rglob("*")
+             if p.is_file() and p.name != "manifest.json"}
+    assert m["files"] == files and "tab/table.csv" in files and "tab/checkpoints/last.pt" in files
+    assert (out.parent / "tab" / "table.csv").read_text() == "profile,seed\nsmoke,0\n"
+    assert sorted(p.name for p in (tmp_path / "res" / "t").iterdir()) == [out.parent.name]  # no staging left
+    # without a profile the notebook's default is in the key
+    assert run_notebook(path).parent.name.startswith("default-s0-")
+
+
+def test_a_changed_parameter_is_a_new_set_and_the_old_one_is_kept(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p\nseed = 0  # s\n"
+                         "k = 3  # k", TABLE_T)
+    a = run_notebook(path).parent
+    b = run_notebook(path, seed=1).parent
+    c = run_notebook(path, k=5).parent
+    again = run_notebook(path, k="3").parent  # the same configuration as `a`, given explicitly
+    assert len({a, b, c, again}) == 4 and a.name.startswith("smoke-s0-") and b.name.startswith("smoke-s1-")
+    assert again.name == a.name + ".2" and a.exists()  # a rerun never replaces the earlier set
+    assert (b / "tab" / "table.csv").read_text() == "profile,seed\nsmoke,1\n"
+    assert (a / "tab" / "table.csv").read_text() == "profile,seed\nsmoke,0\n"
+    res = tmp_path / "res"
+    assert rp.find_result_set("t", res, seed=1) == b and rp.find_result_set(path, res, k=5) == c
+    assert rp.find_result_set("t", res, k=3, seed=0) == again  # the newest of the two
+    assert rp.result_sets("t", res, seed=0, k=3) == [again, a] and rp.find_result_set("t", res, seed=2) is None
+    assert rp.find_result_set("t", res, nosuch=1) is None and rp.find_result_set("u", res) is None
+
+
+# Trains (writes one checkpoint file per "epoch") unless the checkpoints are there already; says which.
+READ_BACK = """import os, pathlib
+ck = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck"; ck.mkdir(exist_ok=True)
+have = sorted(p.name for p in ck.glob("*.pt"))
+for e in range(len(have), 2): (ck / f"e{e}.pt").write_bytes(bytes([e]))
+print("trained" if len(have) < 2 else "read back")"""
+
+
+def test_a_rerun_reads_the_finished_sets_checkpoints_back_unless_fresh(project, tmp_path, capsys):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", READ_BACK)
+    said = lambda out: nbformat.read(out, 4).cells[-1].outputs[0].text.strip()
+    first = run_notebook(path)
+    again = run_notebook(path)
+    assert said(first) == "trained" and said(again) == "read back" and again.parent.name == first.parent.name + ".2"
+    assert "reading back the checkpoints of the finished set" in capsys.readouterr().err
+    assert (again.parent / "ck" / "e1.pt").stat().st_ino == (first.parent / "ck" / "e1.pt").stat().st_ino  # a link
+    assert said(run_notebook(path, fresh=True)) == "trained"
+    assert main(["run", str(path), "--fresh"]) == 0 and "trained" in capsys.readouterr().out
+    for s in rp.result_sets("t", tmp_path / "res"):  # as prune_set marks a set whose checkpoints it pruned
+        m = json.loads((s / "manifest.json").read_text())
+        (s / "manifest.json").write_text(json.dumps({**m, "pruned": "2026-01-01T00:00:00+00:00"}))
+    assert said(run_notebook(path)) == "trained"  # a pruned set is never read back
+
+
+# A notebook whose first run dies half-way (after its first "epoch" file) and whose second run resumes from it.
+RESUME = '''import os, pathlib
+out = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck"; out.mkdir(exist_ok=True)
+done = sorted(p.name for p in out.glob("epoch*"))
+for e in range(len(done), 3):
+    (out / f"epoch{e}").write_text(str(e))
+    if e == 0 and not os.path.exists(os.environ["REID_NB_RESULTS"] + "/../../../die-once-done"):
+        open(os.environ["REID_NB_RESULTS"] + "/../../../die-once-done", "w").close()
+        raise RuntimeError("killed on purpose")
+print("resumed from", len(done))'''
+
+
+def test_a_failed_run_keeps_its_staging_and_the_same_run_resumes(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", RESUME)
+    with pytest.raises(NotebookError) as e: run_notebook(path)
+    msg = str(e.value)
+    staging = [p for p in (tmp_path / "res" / "t").iterdir()]
+    assert len(staging) == 1 and staging[0].name.endswith(".partial") and str(staging[0] / "t.ipynb") in msg
+    assert str(path) in msg and "cell 3 of 3" in msg and "killed on purpose" in msg and "resumes" in msg
+    assert sorted(p.name for p in (staging[0] / "ck").iterdir()) == ["epoch0"]
+    (staging[0] / "ck" / ".epoch1.abc.tmp").write_text("half")  # a temporary a killed write left behind
+    out = run_notebook(path)
+    assert out.parent.name + ".partial" == staging[0].name and not staging[0].exists()
+    cells = nbformat.read(out, 4).cells
+    assert cells[-1].outputs[0].text == "resumed from 1\n"
+    assert sorted(p.name for p in (out.parent / "ck").iterdir()) == ["epoch0", "epoch1", "epoch2"]
+
+
+def test_two_identical_runs_at_once_are_refused(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", "x = 1")
+    staging = rp.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
+    staging = staging.with_name(staging.name + ".partial")
+    with rp._staging(staging):
+        with pytest.raises(BadInputError, match="another run of this configuration"): run_notebook(path)
+    assert run_notebook(path).exists()
+
+
+def test_files_follow_the_umask(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p\nseed = 0  # s\n",
+                         TABLE_T, "from reid_nb.core import write_table\nwrite_table([{'a': 1}], 'w')")
+    old = os.umask(0o022)
+    try: out = run_notebook(path)
+    finally: os.umask(old)
+    modes = {str(p.relative_to(out.parent)): p.stat().st_mode & 0o777 for p in out.parent.rglob("*")}
+    assert modes["w.csv"] == 0o644 and modes["manifest.json"] == 0o644 and modes["t.ipynb"] == 0o644, modes
+    assert (out.parent.stat().st_mode & 0o777) == 0o755
+
+
+def test_output_copy_never_overwrites(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, "y = 1")
+    mine = tmp_path / "my_analysis.ipynb"
+    mine.write_text("my own notebook")
+    with pytest.raises(BadInputError, match="my_analysis.ipynb: exists; .*--force"): run_notebook(path, output=mine)
+    assert mine.read_text() == "my own notebook" and not (tmp_path / "res").exists()
+    out = run_notebook(path, output=mine, force=True)
+    assert mine.read_bytes() == out.read_bytes()
+    fresh = tmp_path / "new" / "copy.ipynb"
+    second = run_notebook(path, output=fresh)
+    assert second.parent.name == out.parent.name + ".2" and fresh.read_bytes() == second.read_bytes()
 
 
 def test_default_results_root_is_the_notebooks_project(project, tmp_path, monkeypatch):
@@ -174,7 +353,7 @@ def test_default_results_root_is_the_notebooks_project(project, tmp_path, monkey
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'default'  # p\npath = ''  # a path",
                          "assert path == 'x'")
     monkeypatch.chdir(tmp_path)  # a parameter may be called `path`, like run_notebook's first argument
-    assert run_notebook(path, profile="smoke", path="x") == project / "results" / "runs" / "t-smoke.ipynb"
+    assert run_notebook(path, profile="smoke", path="x").parent.parent == project / "results" / "t"
 
 
 def test_output_may_not_go_into_nbs(project):
@@ -190,25 +369,83 @@ def test_a_failing_cell_is_named(project, tmp_path):
     with pytest.raises(NotebookError) as e: run_notebook(path, profile="smoke")
     msg = str(e.value)
     assert str(path) in msg and "cell 4 of 4" in msg and "ZeroDivisionError" in msg and "z = n // 0" in msg
-    runs = tmp_path / "res" / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["t-smoke.failed.ipynb"] and "t-smoke.failed.ipynb" in msg
-    # a later good run replaces the failed copy
-    make_notebook(path, PARAMS, "y = 1")
-    run_notebook(path, profile="smoke")
-    assert sorted(p.name for p in runs.iterdir()) == ["t-smoke.ipynb"]
+
+
+def test_cell_output_streams_while_the_notebook_runs(project, capsys):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p",
+                         "import sys\nfor e in range(3): print(f'epoch {e}: loss {1 / (e + 1):.2f}', flush=True)\n"
+                         "print('to stderr', file=sys.stderr)")
+    run_notebook(path, echo=True)
+    out, err = capsys.readouterr()
+    assert "epoch 0: loss 1.00\nepoch 1: loss 0.50\nepoch 2: loss 0.33\n" in out and "to stderr" in err
+    run_notebook(path, profile="default")
+    assert "epoch 0" not in capsys.readouterr().out  # echo is off by default (Python calls)
+
+
+# ---------------------------------------------------------------- pruning
+
+TRAIN = '''import os, pathlib, torch
+from reid_nb.train import run_epochs
+torch.manual_seed(0)
+net = torch.nn.Linear(8, 4)
+opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+def epoch(e, s):
+    loss = s["model"](torch.ones(2, 8)).pow(2).mean()
+    s["opt"].zero_grad(); loss.backward(); s["opt"].step()
+    return {"loss": loss.item()}
+ck = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "m" / "checkpoints" / "stage1.pt"
+history = run_epochs(3, epoch, {"model": net, "opt": opt, "gen": torch.Generator().manual_seed(1), "labels": [1, 2]},
+                     ck, config={"lr": 0.1})
+torch.save(net.state_dict(), ck.parent / "final_weights.pt")'''
+
+
+def test_prune_keeps_weights_and_history(project, tmp_path, capsys):
+    import torch
+    from reid_nb.train import load_checkpoint
+    from reid_nb.core import config_hash
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", TRAIN)
+    out = run_notebook(path)
+    ck = out.parent / "m" / "checkpoints" / "stage1.pt"
+    full = torch.load(ck, weights_only=False)
+    before = ck.stat().st_size
+    assert rp.prune(results_dir=tmp_path / "res", dry_run=True)[0][0] == ck and ck.stat().st_size == before
+    assert "would prune" in capsys.readouterr().out
+    assert main(["prune", "t"]) == 0
+    assert f"pruned {ck}" in capsys.readouterr().out
+    pruned = torch.load(ck, weights_only=False)
+    assert ck.stat().st_size < before and sorted(pruned["state"]) == ["labels", "model"]
+    assert pruned["pruned"]["dropped"] == ["gen", "opt"] and pruned["history"] == full["history"]
+    net = torch.nn.Linear(8, 4)
+    history = load_checkpoint(ck, {"model": net, "labels": [0, 0]}, config_hash({"lr": 0.1}))
+    assert history == full["history"] and len(history) == 3
+    assert torch.equal(net.weight, full["state"]["model"][1]["weight"])
+    m = json.loads((out.parent / "manifest.json").read_text())
+    assert m["files"]["m/checkpoints/stage1.pt"] == ck.stat().st_size and "pruned" in m
+    assert rp.prune("t", tmp_path / "res") == []  # pruning twice changes nothing
+    assert (ck.parent / "final_weights.pt").exists()  # a plain state dict is not a training checkpoint: left alone
+
+
+def test_prune_leaves_unfinished_runs_alone(project, tmp_path):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", TRAIN, "1 / 0")
+    with pytest.raises(NotebookError): run_notebook(path)
+    staging = next((tmp_path / "res" / "t").iterdir())
+    ck = staging / "m" / "checkpoints" / "stage1.pt"
+    size = ck.stat().st_size
+    assert rp.prune(results_dir=tmp_path / "res") == [] and ck.stat().st_size == size
+    with pytest.raises(BadInputError, match="not a finished result set"): rp.prune_set(staging)
 
 
 # ---------------------------------------------------------------- command line
 
-def reid_nb(*args, cwd):
+def reid_nb(*args, cwd, **kw):
     script = Path(sys.executable).parent / "reid-nb"
     cmd = [str(script)] if script.exists() else [sys.executable, "-c",
                                                  "import sys; from reid_nb.reproduce import main; sys.exit(main())"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=cwd, timeout=120, **kw)
 
 
 def test_cli_params_and_run(project, tmp_path, capsys):
-    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, BODY)
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", PARAMS, BODY, "print('epoch 1 of 1')")
     r = reid_nb("params", "t", cwd=project)  # an experiment's name works as well as its path
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[:2] == ["profile  str    'default'  # smoke | default | paper",
@@ -218,8 +455,13 @@ def test_cli_params_and_run(project, tmp_path, capsys):
     assert not (path.parent / "seen.json").exists()
     r = reid_nb("run", str(path), "-p", "n", "4", "-p", "sizes", "[5, 6]", "--profile", "smoke", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert Path(r.stdout.strip()) == tmp_path / "res" / "runs" / "t-smoke.ipynb"
+    lines = r.stdout.strip().splitlines()
+    copy = Path(lines[-1])
+    assert copy.parent.parent == tmp_path / "res" / "t" and copy.name == "t.ipynb" and copy.exists()
+    assert "epoch 1 of 1" in lines and f"result set {copy.parent}" in lines
     assert json.loads((path.parent / "seen.json").read_text())["sizes"] == [5, 6]
+    assert "IPKernelApp" not in r.stderr  # the kernel's own warnings go to kernel.log in the set
+    assert (copy.parent / "kernel.log").exists()
 
 
 def test_cli_argument_conflicts():
@@ -227,6 +469,7 @@ def test_cli_argument_conflicts():
     with pytest.raises(BadInputError, match="profile once"): rp._given([["profile", "smoke"]], "default")
     assert rp._given([["profile", "smoke"], ["n", "1"]], None) == ({"n": "1"}, "smoke")
     with pytest.raises(BadInputError, match="-o/--output"): rp._given([["output", "x.ipynb"]], None)
+    with pytest.raises(BadInputError, match="-p force: reserved"): rp._given([["force", "1"]], None)
 
 
 # ---------------------------------------------------------------- reproduce
@@ -236,6 +479,7 @@ TABLE = '''import os, pathlib
 out = pathlib.Path(os.environ["REID_NB_RESULTS"]) / NAME; out.mkdir(parents=True, exist_ok=True)
 (out / "table.csv").write_text(f"profile,seed\\n{profile},{seed}\\n"); (out / "table.md").write_text("|profile|")
 (out / "checkpoints").mkdir(exist_ok=True); (out / "checkpoints" / "last.pt").write_bytes(b"0")'''
+TABLE_T = "NAME = 'tab'\n" + TABLE
 
 
 def test_experiment_order_and_only(tmp_path):
@@ -252,7 +496,7 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
     make_notebook(exp / "zeta.ipynb", "profile = 'default'  # p\nseed = 0  # s\nNAME = 'zeta'  # n", TABLE)
     make_notebook(exp / "uga.ipynb", "profile = 'default'  # p", "raise RuntimeError('broken on purpose')")
     make_notebook(exp / "datasets.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # d\nseed = 0  # s\n"
-                  "NAME = 'datasets'  # n", TABLE)
+                  "NAME = 'datasets'  # n", TABLE, "print('streamed line')")
     opened = []
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))  # the world build is tested in synth
     monkeypatch.chdir(project)
@@ -261,14 +505,28 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
     assert opened == [("synth", "smoke", 3)]
     assert [l.split("] ")[1] for l in out.splitlines() if l.startswith("[")] == ["datasets", "uga", "zeta"]
     res = tmp_path / "res"
-    assert f"wrote {res / 'datasets' / 'table.csv'}" in out and f"wrote {res / 'zeta' / 'table.md'}" in out
-    assert out.count("wrote") == 4 and out.count("and 1 other files (.pt)") == 2
-    assert (res / "zeta" / "table.csv").read_text() == "profile,seed\nsmoke,3\n"
-    assert sorted(p.name for p in (res / "runs").iterdir()) == [
-        "datasets-smoke.ipynb", "uga-smoke.failed.ipynb", "zeta-smoke.ipynb"]
+    ds, zeta = the_set(res, "datasets"), the_set(res, "zeta")
+    assert ds.name.startswith("synth-smoke-s3-") and zeta.name.startswith("smoke-s3-")
+    assert f"wrote {ds / 'datasets' / 'table.csv'}" in out and f"wrote {zeta / 'zeta' / 'table.md'}" in out
+    assert out.count("wrote") == 4 and out.count("and 2 other files (.log, .pt)") == 2
+    assert "streamed line" in out
+    assert (zeta / "zeta" / "table.csv").read_text() == "profile,seed\nsmoke,3\n"
+    assert [p.name.endswith(".partial") for p in (res / "uga").iterdir()] == [True]
     assert "FAILED uga" in err and "broken on purpose" in err and "1 experiment notebook(s) failed" in out
     assert main(["reproduce", "--profile", "smoke", "--only", "zeta"]) == 0
     assert main(["reproduce", "--only", "nope"]) == 2
+
+
+def test_reproduce_checks_every_notebook_before_building_anything(project, monkeypatch, capsys):
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "zeta.ipynb", "profile = 'default'  # p\nseed = 0  # [int, at least 0] s", "x = 1")
+    make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|market1501] d", "x = 1")
+    opened = []
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))
+    monkeypatch.chdir(project)
+    assert main(["reproduce", "--dataset", "veri"]) == 2
+    err = capsys.readouterr().err
+    assert "uga.ipynb" in err and "parameter dataset: 'veri' is not one of synth|market1501" in err and not opened
 
 
 # ---------------------------------------------------------------- the real datasets notebook
@@ -279,13 +537,15 @@ def test_datasets_notebook_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "res"))
     monkeypatch.setenv("REID_NB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("REID_NB_PROGRESS", "0")
-    nbs = root / "nbs"; before = snapshot(nbs)
+    nbs = root / "nbs"
+    before = snapshot(nbs)
     out = run_notebook(nbs / "experiments" / "datasets.ipynb", profile="smoke")
-    assert out == tmp_path / "res" / "runs" / "datasets-smoke.ipynb"
-    md = (tmp_path / "res" / "datasets" / "synth-smoke.md").read_text()
-    csv_lines = (tmp_path / "res" / "datasets" / "synth-smoke.csv").read_text().splitlines()
+    assert out.parent == rp.find_result_set("datasets", tmp_path / "res", profile="smoke", dataset="synth", seed=0)
+    assert out.parent.name.startswith("synth-smoke-s0-") and out.name == "datasets.ipynb"
+    md = (out.parent / "datasets" / "synth-smoke.md").read_text()
+    csv_lines = (out.parent / "datasets" / "synth-smoke.csv").read_text().splitlines()
     assert "synth" in md.splitlines()[0] and "smoke" in md.splitlines()[0] and "Market-1501" in md
     assert csv_lines[0].startswith("split,statistic") and len(csv_lines) > 10
     assert any(l.startswith("train,images,") and l.split(",")[3] == "12936" for l in csv_lines)
-    assert (tmp_path / "res" / "datasets" / "synth-smoke.png").stat().st_size > 1000
+    assert (out.parent / "datasets" / "synth-smoke.png").stat().st_size > 1000
     assert snapshot(nbs) == before

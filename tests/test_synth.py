@@ -1,9 +1,12 @@
 """Tests of reid_nb.synth: the synthetic world against its own ground truth and independent references."""
+import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -294,12 +297,63 @@ def test_camera_signature_is_strong_and_identities_learnable(tiny, truth):
 
 def test_make_world_refuses_foreign_folder_and_cleans_up(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir(); (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(BadInputError, match="not a synthetic world"): make_world(tmp_path / "mine", "tiny")
+    with pytest.raises(BadInputError, match="no synthetic world wrote, e.g. 'notes.txt'"):
+        make_world(tmp_path / "mine", "tiny")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     def boom(*a, **k): raise KeyboardInterrupt
     monkeypatch.setattr(synth, "render_world", boom)
     with pytest.raises(KeyboardInterrupt): make_world(tmp_path / "w", "tiny", workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_make_world_keeps_the_users_files_unless_forced(tmp_path, tiny):
+    w = Path(shutil.copytree(tiny[0], tmp_path / "w"))
+    assert synth.foreign_files(w) == []
+    (w / "query" / "my_notes.txt").write_text("mine")
+    (w / "results").mkdir()
+    (w / "results" / "table.csv").write_text("a,b")
+    assert synth.foreign_files(w) == ["query/my_notes.txt", "results/table.csv"]
+    with pytest.raises(BadInputError) as e: make_world(w, "tiny", seed=1, workers=1)
+    assert f"out {w}: holds 2 file(s)" in str(e.value) and "query/my_notes.txt" in str(e.value)
+    assert "--force" in str(e.value)
+    assert (w / "results" / "table.csv").read_text() == "a,b" and load_truth(w)["world"]["seed"] == 0
+    make_world(w, "tiny", seed=1, workers=1, force=True)
+    assert load_truth(w)["world"]["seed"] == 1 and not (w / "results").exists() and synth.foreign_files(w) == []
+    make_world(w, "tiny", seed=2, workers=1)  # a folder holding only a world is replaced without force
+    assert load_truth(w)["world"]["seed"] == 2
+
+
+def test_make_world_removes_stale_builds_and_uses_the_umask(tmp_path):
+    stale = tmp_path / ".w.tmp-killed"  # what a killed build (old or new version) leaves beside the world
+    (stale / "query").mkdir(parents=True)
+    (stale / "query" / "0001_c1s1_000001_00.jpg").write_bytes(b"x" * 1000)
+    young = tmp_path / ".w.tmp-young"  # too recent to judge: its builder may not have locked it yet
+    young.mkdir()
+    busy = tmp_path / ".w.tmp-busy"  # a build in progress holds its lock
+    busy.mkdir()
+    old = time.time() - 2 * synth.STALE_AFTER_S
+    for d in (stale, busy): os.utime(d, (old, old))
+    old_umask = os.umask(0o022)
+    try:
+        with open(busy / synth.BUILD_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            root = make_world(tmp_path / "w", "tiny", seed=0, workers=1)
+    finally: os.umask(old_umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".w.tmp-busy", ".w.tmp-young", "w"]
+    assert root.stat().st_mode & 0o777 == 0o755 and (root / "query").stat().st_mode & 0o777 == 0o755
+    assert (root / "readme.txt").stat().st_mode & 0o777 == 0o644 and not (root / synth.BUILD_LOCK).exists()
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in (root / "query").iterdir())
+
+
+@pytest.mark.parametrize("out, words", [
+    ("file.txt/w", ["out", "file.txt is a file, not a folder"]),
+    ("file.txt", ["out", "file.txt is a file"]),
+])
+def test_make_world_names_an_unusable_out(tmp_path, out, words):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(BadInputError) as e: make_world(tmp_path / out, "tiny", workers=1)
+    assert all(w in str(e.value) for w in words), str(e.value)
+    with pytest.raises(BadInputError, match="seed -3: expected an integer >= 0"): make_world(tmp_path / "w", "tiny", -3)
 
 
 def test_open_dataset_builds_caches_and_refuses(tmp_path, monkeypatch):

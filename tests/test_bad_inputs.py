@@ -1,0 +1,390 @@
+"""The bad-input suite: every input problem and fault a user met (issue 12), and the ones handled before, each ends in
+one message naming the file or field and what was expected, or in a counted note; none in a traceback, a silent
+change or a lost file. Add a case here whenever a new one is found."""
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from PIL import Image
+
+from reid_nb import reproduce as rp
+from reid_nb.core import BadInputError, data_root, results_root
+from reid_nb.data import Records, load_dataset, verify_images
+from reid_nb.reproduce import NotebookError, check_parameters, main, notebook_parameters, run_notebook
+from reid_nb.synth import make_world, open_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKET = "market1501/Market-1501-v15.09.15"
+MSMT = "msmt17_v1/MSMT17_V1"
+REID_NB = Path(sys.executable).parent / "reid-nb"
+
+
+def make_notebook(path, params, *bodies):
+    """A notebook: one cell tagged `parameters`, then code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(b) for b in bodies]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def script(name):
+    """A data_scripts/ script's module, to call its main() in this process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "data_scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setenv("REID_NB_PROGRESS", "0")
+    return tmp_path / "res"
+
+
+@pytest.fixture
+def uga_like(tmp_path):
+    """A notebook whose parameters look like UGA's, with declarations, and whose body records that it ran."""
+    return make_notebook(tmp_path / "nb" / "uga_like.ipynb",
+                         'profile = "smoke"  # [smoke|default|paper] p\nseed = 0  # [int, at least 0] one seed\n'
+                         'k = 3  # [int, at least 1] K: mutual nearest neighbours\n'
+                         'sstt_period_s = 5.0  # [float, above 0] P\nfeature = "camera_bn"  # [camera_bn|pooled] f',
+                         "import os, pathlib\np = pathlib.Path(os.environ['REID_NB_RESULTS'])\n"
+                         "(p / 'tracklets.csv').write_text(f'P,{sstt_period_s}\\n')\n"
+                         "(p / 'results.csv').write_text(f'k,{k}\\nseed,{seed}\\n')")
+
+
+# ------------------------------------------------------------------ nothing of the user's is overwritten or deleted
+
+def test_output_notebook_of_the_user_is_not_overwritten(tmp_path, results, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # `datasets` is found in nbs/experiments/
+    mine = tmp_path / "my_analysis.ipynb"
+    mine.write_text("my own work")
+    mine.chmod(0o644)
+    assert main(["run", "datasets", "--profile", "smoke", "-o", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"output {mine}: exists" in err and "--force" in err
+    assert mine.read_text() == "my own work" and mine.stat().st_mode & 0o777 == 0o644
+    assert not results.exists()  # refused before anything ran
+
+
+def test_world_folder_with_the_users_files_is_not_replaced(tmp_path, capsys):
+    w = make_world(tmp_path / "W", "tiny", seed=0, workers=1)
+    (w / "notes.md").write_text("my notes")
+    code = script("make_synth").main(["--preset", "tiny", "--seed", "1", "--out", str(w), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"out {w}: holds 1 file(s)" in err and "'notes.md'" in err and "--force" in err
+    assert (w / "notes.md").read_text() == "my notes"
+
+
+# ------------------------------------------------------------------ one consistent result set per configuration
+
+def test_changing_a_parameter_after_a_finished_run_trains_anew(uga_like, results):
+    first = run_notebook(uga_like).parent
+    second = run_notebook(uga_like, sstt_period_s="2.0").parent
+    third = run_notebook(uga_like, k="5").parent
+    assert len({first, second, third}) == 3
+    assert (first / "tracklets.csv").read_text() == "P,5.0\n" and (second / "tracklets.csv").read_text() == "P,2.0\n"
+    assert (third / "results.csv").read_text() == "k,5\nseed,0\n"
+    assert (first / "results.csv").read_text() == "k,3\nseed,0\n"
+    for s in (first, second, third):  # each set says which configuration wrote it
+        assert json.loads((s / "manifest.json").read_text())["parameters"]["k"] in (3, 5)
+
+
+def test_seed_and_world_are_in_the_set_name_and_never_overwrite(tmp_path, results):
+    path = make_notebook(tmp_path / "nb" / "m.ipynb", 'profile = "smoke"  # p\ndataset = "synth"  # d\n'
+                         'world = "tiny"  # w\nseed = 0  # s',
+                         "import os, pathlib\n(pathlib.Path(os.environ['REID_NB_RESULTS']) / 't.csv')"
+                         ".write_text(f'{world},{seed}')")
+    s0, s1 = run_notebook(path).parent, run_notebook(path, seed=1).parent
+    w = run_notebook(path, world="/data/worlds/crowded").parent
+    assert s0.name.startswith("synth-tiny-smoke-s0-") and s1.name.startswith("synth-tiny-smoke-s1-")
+    assert w.name.startswith("synth-crowded-smoke-s0-")
+    assert [(p / "t.csv").read_text() for p in (s0, s1, w)] == ["tiny,0", "tiny,1", "/data/worlds/crowded,0"]
+
+
+# ------------------------------------------------------------------ parameter ranges checked before anything runs
+
+def test_out_of_range_parameter_is_refused_before_anything_runs(uga_like, results, capsys):
+    assert main(["run", str(uga_like), "-p", "k", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "uga_like.ipynb" in err
+    assert "parameter k: -3 is out of range; expected at least 1" in err
+    assert not results.exists()
+    with pytest.raises(BadInputError, match="parameter feature: 'pool' is not one of camera_bn|pooled"):
+        run_notebook(uga_like, feature="pool")
+    with pytest.raises(BadInputError, match="parameter sstt_period_s: 0.0 is out of range"):
+        run_notebook(uga_like, sstt_period_s=0)
+
+
+def _outside(param):
+    """A value the parameter's declaration refuses (None when every value of its type is allowed)."""
+    rule = param.rule
+    if rule.choices: return "no-such-choice" if param.type is str else max(rule.choices) + 1
+    op, bound = rule.bounds[0]
+    return {"at least": bound - 1, "above": bound, "at most": bound + 1, "below": bound}[op]
+
+
+DECLARED = [(nb, name) for nb in sorted((ROOT / "nbs" / "experiments").glob("*.ipynb"))
+            for name, p in notebook_parameters(nb).items() if p.rule and (p.rule.choices or p.rule.bounds)]
+
+
+@pytest.mark.parametrize("nb, name", DECLARED, ids=[f"{nb.stem}:{n}" for nb, n in DECLARED])
+def test_experiment_declarations_refuse_values_outside(nb, name):
+    param = notebook_parameters(nb)[name]
+    value = _outside(param)
+    value = [value] if param.type in (list, tuple) else value
+    with pytest.raises(BadInputError) as e: check_parameters(nb, {name: value})
+    assert nb.name in str(e.value) and f"parameter {name}:" in str(e.value)
+
+
+# ------------------------------------------------------------------ modes, leftovers, Ctrl-C
+
+def test_results_and_worlds_are_written_with_the_users_umask(uga_like, results, tmp_path):
+    old = os.umask(0o002)
+    try:
+        out = run_notebook(uga_like)
+        w = make_world(tmp_path / "W", "tiny", seed=0, workers=1)
+    finally: os.umask(old)
+    files = [out, out.parent / "manifest.json", out.parent / "results.csv", w / "readme.txt",
+             w / "world" / "images.csv"]
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o664, p
+    for d in [out.parent, w, w / "world", w / "query"]: assert d.stat().st_mode & 0o777 == 0o775, d
+
+
+def test_leftovers_of_killed_runs_are_reused_or_removed(uga_like, results, tmp_path):
+    key = rp.set_folder(uga_like, rp.effective_parameters(uga_like, {}), results)
+    staging = key.with_name(key.name + ".partial")  # what a killed run leaves: its staging folder, half a write
+    staging.mkdir(parents=True)
+    (staging / ".results.csv.x1y2.tmp").write_text("half")
+    out = run_notebook(uga_like)
+    assert out.parent == key and not staging.exists() and not list(key.glob(".*.tmp"))
+    stale = tmp_path / ".W.tmp-abcd"  # a killed world build
+    (stale / "query").mkdir(parents=True)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    make_world(tmp_path / "W", "tiny", seed=0, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".W")) == []
+
+
+SLOW = "import time\nfor e in range(600):\n    print(f'epoch {e}', flush=True)\n    time.sleep(0.1)"
+
+
+def test_ctrl_c_stops_a_run_with_one_line(tmp_path, results):
+    path = make_notebook(tmp_path / "nb" / "slow.ipynb", 'profile = "smoke"  # p', SLOW)
+    p = subprocess.Popen([str(REID_NB), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True, cwd=tmp_path)
+    deadline = time.time() + 90
+    while time.time() < deadline and "epoch 3" not in (p.stdout.readline() or ""): pass
+    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground process group
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip().count("\n") == 0, err
+    assert err.startswith("reid-nb: interrupted (Ctrl-C)") and ".partial" in err
+    assert [s.name.endswith(".partial") for s in (results / "slow").iterdir()] == [True]
+
+
+# ------------------------------------------------------------------ tracebacks that are now messages
+
+def test_decompression_bomb_image_is_named(fixtures, monkeypatch):
+    ds = load_dataset(fixtures / MARKET, "market1501")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4)  # the 8x4 fixture images now exceed twice the guard
+    bad = verify_images(ds.query, strict=False)
+    assert len(bad) == len(ds.query) and all("too large to decode safely" in why for _, why in bad)
+    with pytest.raises(BadInputError) as e: verify_images(ds.query)
+    assert ds.query.path[0] in str(e.value)
+
+
+@pytest.mark.parametrize("var", ["REID_NB_RESULTS", "REID_NB_DATA"])
+def test_root_under_a_regular_file_is_named(tmp_path, monkeypatch, var):
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setenv(var, str(tmp_path / "notes.txt" / "sub"))
+    root = results_root if var == "REID_NB_RESULTS" else data_root
+    with pytest.raises(BadInputError) as e: root()
+    assert var in str(e.value) and "notes.txt is a file, not a folder" in str(e.value)
+
+
+def test_results_root_under_a_file_during_run(uga_like, tmp_path, monkeypatch, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "notes.txt" / "res"))
+    assert main(["run", str(uga_like)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "REID_NB_RESULTS" in err and "notes.txt is a file" in err
+
+
+def test_data_root_under_a_file_when_opening_a_dataset(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path / "notes.txt"))
+    with pytest.raises(BadInputError, match="REID_NB_DATA .*notes.txt is a file"): open_dataset("synth", "smoke")
+
+
+@pytest.mark.parametrize("out, words", [
+    ("{tmp}/notes.txt/W", ["out", "notes.txt is a file, not a folder"]),
+    ("/proc/reid-nb-world", ["out", "/proc", "cannot write there"]),
+])
+def test_make_synth_unusable_out_is_named(tmp_path, capsys, out, words):
+    (tmp_path / "notes.txt").write_text("x")
+    code = script("make_synth").main(["--preset", "tiny", "--out", out.format(tmp=tmp_path), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and all(w in err for w in words), err
+
+
+def test_run_output_under_proc_or_a_file_is_named(uga_like, tmp_path, results, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    for out, words in [("/proc/x.ipynb", ["output folder /proc", "cannot write there"]),
+                       (str(tmp_path / "notes.txt" / "x.ipynb"), ["output folder", "notes.txt is a file"]),
+                       (str(tmp_path), ["ending in .ipynb"])]:
+        assert main(["run", str(uga_like), "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and all(w in err for w in words), err
+    assert not results.exists()
+
+
+def test_negative_seed_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["reproduce", "--profile", "smoke", "--seed", "-1"]) == 2
+    assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
+    code = script("make_synth").main(["--preset", "tiny", "--seed", "-2", "--out", str(tmp_path / "W")])
+    assert code == 1 and "seed -2: expected an integer >= 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ silent acceptance that is now refused or counted
+
+def test_msmt_label_contradicting_the_file_name(copy_tree):
+    m = copy_tree(MSMT)
+    lines = (m / "list_val.txt").read_text().splitlines()
+    lines[0] = lines[0].rsplit(" ", 1)[0] + " 7"  # 0001/0001_011_... listed with label 7
+    (m / "list_val.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInputError) as e: load_dataset(m, "msmt17")
+    assert "list_val.txt, line 1: label 7 but the file name" in str(e.value) and "identity 0001" in str(e.value)
+    ds = load_dataset(m, "msmt17", strict=False)
+    assert ds.skipped["train"] == {"label contradicts the file name": ["list_val.txt:1"]}
+
+
+def test_five_digit_identity_is_not_merged_with_four(copy_tree):
+    m = copy_tree(MARKET)
+    src = m / "bounding_box_test" / "0001_c1s1_001101_01.jpg"
+    shutil.copy(src, m / "bounding_box_test" / "00001_c2s1_001101_01.jpg")
+    with pytest.raises(BadInputError) as e: load_dataset(m, "market1501")
+    assert "00001_c2s1_001101_01.jpg" in str(e.value) and "expected a market1501 name" in str(e.value)
+    ds = load_dataset(m, "market1501", strict=False)
+    assert ds.skipped["gallery"]["malformed name"] == ["bounding_box_test/00001_c2s1_001101_01.jpg"]
+
+
+# ------------------------------------------------------------------ misleading messages
+
+def test_root_that_is_a_regular_file(tmp_path):
+    (tmp_path / "market.zip").write_bytes(b"PK")
+    with pytest.raises(BadInputError) as e: load_dataset(tmp_path / "market.zip", "market1501")
+    assert "market.zip: is a file, not a folder" in str(e.value) and "does not exist" not in str(e.value)
+
+
+def test_folder_named_like_an_image(copy_tree):
+    m = copy_tree(MARKET)
+    (m / "query" / "0001_c2s1_000001_00.jpg").mkdir()
+    with pytest.raises(BadInputError) as e: load_dataset(m, "market1501")
+    assert "0001_c2s1_000001_00.jpg: is a folder, expected an image" in str(e.value)
+    ds = load_dataset(m, "market1501", strict=False)
+    assert ds.skipped["query"]["folder named like an image"] == ["query/0001_c2s1_000001_00.jpg"]
+    rec = Records.from_rows([{**ds.query.to_rows()[0], "path": str(m / "query" / "0001_c2s1_000001_00.jpg")}])
+    assert verify_images(rec, strict=False)[0][1] == "is a folder, not an image file"
+
+
+def test_strict_messages_name_the_command_line_flag(copy_tree, capsys):
+    m = copy_tree(MARKET)
+    (m / "query" / "0001_c1s1_0451_01.jpg").write_bytes(b"x")
+    with pytest.raises(BadInputError, match=r"0001_c1s1_0451_01.jpg: .*--lenient"): load_dataset(m, "market1501")
+    code = script("check_dataset").main([str(m), "--dataset", "market1501", "--no-verify"])
+    assert code == 1 and "--lenient" in capsys.readouterr().err
+    assert script("check_dataset").main([str(m), "--dataset", "market1501", "--no-verify", "--lenient"]) == 0
+
+
+def test_experiment_name_outside_the_repository_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "uga"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "notebook 'uga'" in err and str(tmp_path / "nbs" / "experiments") in err
+    assert "give the notebook's path" in err
+
+
+# ------------------------------------------------------------------ cases handled before (kept from regressing)
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "{nb}", "-p", "kk", "3"], ["unknown parameter 'kk'", "did you mean 'k'"]),
+    (["run", "{nb}", "-p", "k", "three"], ["parameter k: 'three' does not fit the declared int"]),
+    (["run", "{nb}", "-p", "k", "1", "-p", "k", "2"], ["-p k: given twice"]),
+    (["run", "{nb}", "-p", "output", "x.ipynb"], ["-p output: reserved"]),
+    (["run", "{tmp}/nothing.ipynb"], ["nothing.ipynb: expected an existing .ipynb notebook"]),
+    (["run", "{tmp}/broken.ipynb"], ["broken.ipynb: not a notebook (invalid JSON"]),
+    (["params", "{tmp}/broken.ipynb"], ["broken.ipynb: not a notebook"]),
+    (["reproduce", "--only", "nope"], ["--only nope"]),
+])
+def test_driver_cases_handled_before(uga_like, tmp_path, results, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    assert main([a.format(nb=uga_like, tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(w in err for w in words), err
+
+
+def test_a_failing_cell_is_named_and_the_run_can_resume(uga_like, tmp_path, results, capsys):
+    path = make_notebook(tmp_path / "nb" / "fails.ipynb", 'profile = "smoke"  # p', "x = 1", "y = 1 / 0")
+    assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "fails.ipynb: cell 3 of 3" in err and "ZeroDivisionError" in err and ".partial/fails.ipynb" in err
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda m: shutil.rmtree(m / "query"), [r"missing folder(s) ['query']"]),
+    (lambda m: (m / "query" / "0001_c9s1_000001_00.jpg").write_bytes(b"x"), ["0001_c9s1_000001_00.jpg",
+                                                                            "camera 9 is outside 1..6"]),
+    (lambda m: (m / "query" / "0001_c2s9_000001_00.jpg").write_bytes(b"x"), ["sequence 9 is outside"]),
+])
+def test_dataset_cases_handled_before(copy_tree, damage, words):
+    m = copy_tree(MARKET)
+    damage(m)
+    with pytest.raises(BadInputError) as e: load_dataset(m, "market1501")
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_unknown_dataset_and_missing_folder(tmp_path):
+    with pytest.raises(BadInputError, match="unknown dataset name 'market'"): load_dataset(tmp_path, "market")
+    with pytest.raises(BadInputError, match="nowhere: dataset folder for market1501 does not exist"):
+        load_dataset(tmp_path / "nowhere", "market1501")
+
+
+def test_make_synth_bad_field(tmp_path, capsys):
+    code = script("make_synth").main(["--preset", "tiny", "--out", str(tmp_path / "W"), "--set", "n_camz=4"])
+    err = capsys.readouterr().err
+    assert code == 1 and "n_camz" in err and "valid fields" in err and not (tmp_path / "W").exists()
+
+
+def test_unreadable_image_is_named(copy_tree, capsys):
+    m = copy_tree(MARKET)
+    good = next((m / "query").glob("0001_*.jpg"))
+    good.write_bytes(good.read_bytes()[:20])
+    code = script("check_dataset").main([str(m), "--dataset", "market1501"])
+    assert code == 1 and good.name in capsys.readouterr().err
+
+
+def test_notebook_errors_are_not_tracebacks(tmp_path, results):
+    two = make_notebook(tmp_path / "two.ipynb", "a = 1  # a", "b = 2")
+    nb = nbformat.read(two, 4)
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, two)
+    with pytest.raises(BadInputError, match="two.ipynb: 2 cells are tagged 'parameters'"): notebook_parameters(two)
+    computed = make_notebook(tmp_path / "c.ipynb", "n = len('ab')  # computed")
+    with pytest.raises(BadInputError, match="c.ipynb: parameters cell, line 1: n must be a literal"):
+        notebook_parameters(computed)
+    with pytest.raises(NotebookError): run_notebook(make_notebook(tmp_path / "f.ipynb", "a = 1  # a", "1 / 0"))
