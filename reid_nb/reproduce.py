@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'LOCK', 'MANIFEST', 'SET_FORMAT',
-           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'Rule', 'Param', 'parameters_source',
+           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'SEEDS', 'Rule', 'Param', 'parameters_source',
            'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters', 'NotebookError',
-           'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'result_sets', 'find_result_set',
-           'experiments_folder', 'experiment_notebooks', 'report_set', 'reproduce', 'prune_checkpoint', 'prune_set',
-           'prune', 'find_notebook', 'format_parameters', 'main']
+           'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
+           'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'reproduce',
+           'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
 import argparse
@@ -458,7 +458,8 @@ def _run_set(path: Path, final: Path, params: dict, given: dict, echo: bool, fre
     """Execute into <key>.partial (reused when an identical run stopped), then publish it; the executed copy."""
     staging, started = final.with_name(final.name + ".partial"), _now()
     cache = os.environ.get("REID_NB_CACHE") or str(final.parent.parent / "cache")
-    with _staging(staging), _environment(REID_NB_RESULTS=str(staging), REID_NB_CACHE=cache):
+    with _staging(staging), _environment(REID_NB_RESULTS=str(staging), REID_NB_CACHE=cache,
+                                          REID_NB_SETS=str(final.parent.parent)):
         _prepare(staging, final, fresh)
         copy = _execute(path, staging / f"{path.stem}.ipynb", params, echo)
         _drop_temporaries(staging)
@@ -494,20 +495,25 @@ def _same(saved, value) -> bool:
     """Whether a value equals the one a manifest saved (JSON turns tuples into lists)."""
     return saved == json.loads(json.dumps(value, default=str))
 
+def sets_root() -> Path:
+    """The results folder holding every result set: $REID_NB_SETS (set by the driver while a notebook runs inside its
+    own set, whose folder is then results_root()), else results_root()."""
+    return Path(os.environ.get("REID_NB_SETS") or results_root())
+
 def result_sets(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
                 /,
-                results_dir: Path | str | None = None,  # the results folder (default: results_root())
+                results_dir: Path | str | None = None,  # the results folder (default: sets_root())
                 **params,  # parameters the sets must have, e.g. dataset='synth', seed=0
                ) -> list[Path]:
     """The finished result sets of `notebook` whose parameters include `params`, newest first."""
-    folder = Path(results_dir or results_root()) / Path(notebook).stem
+    folder = Path(results_dir or sets_root()) / Path(notebook).stem
     found = [(m["finished"], p) for p in (folder.iterdir() if folder.is_dir() else []) if (m := _read_manifest(p))
              and all(k in m["parameters"] and _same(m["parameters"][k], v) for k, v in params.items())]
     return [p for _, p in sorted(found, reverse=True)]
 
 def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
                     /,
-                    results_dir: Path | str | None = None,  # the results folder (default: results_root())
+                    results_dir: Path | str | None = None,  # the results folder (default: sets_root())
                     **params,  # parameters the set must have
                    ) -> Path | None:
     """The newest finished result set of `notebook` with these parameters; None when there is none."""
@@ -515,7 +521,7 @@ def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
     return sets[0] if sets else None
 
 # %% ../nbs/80_reproduce.ipynb #12105970
-EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr")
+EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr", "claims")
 
 def experiments_folder() -> Path:
     """The folder of the experiment notebooks: <project root>/nbs/experiments."""
@@ -568,43 +574,60 @@ def _declared(path: Path, values: dict) -> dict:
     declared = notebook_parameters(path)
     return {k: v for k, v in values.items() if k in declared}
 
-def _open_dataset(dataset: str, profile: str, seed: int):
+def _open_dataset(dataset: str, profile: str, world: str = ""):
     """Open (and for the synthetic world, build and cache) the dataset the experiments will use."""
     from reid_nb.synth import open_dataset  # imported here: `reid-nb params` and `run` start without it
     with contextlib.chdir(experiments_folder()):  # the roots the notebooks will see
-        return open_dataset(dataset, profile=profile, seed=seed)
+        return open_dataset(dataset, profile=profile, world=world)
 
 # %% ../nbs/80_reproduce.ipynb #632d907b
-def _check_all(notebooks: list[Path], values: dict):
-    """Check every notebook's parameters before anything runs; one BadInputError listing every problem."""
+def _check_all(runs: list[tuple[Path, dict]]  # (notebook, parameters) of every run
+              ):
+    """Check every run's parameters before anything runs; one BadInputError listing every problem."""
     problems = []
-    for path in notebooks:
-        try: check_parameters(path, _declared(path, values))
+    for path, values in runs:
+        try: check_parameters(path, values)
         except BadInputError as e: problems.append(str(e))
     if problems: raise BadInputError("; ".join(problems))
+
+SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0,)}  # training seeds `reproduce` runs per profile
+
+def _runs(path: Path,  # an experiment notebook
+          values: dict,  # profile, dataset, world
+          seeds: tuple,  # the training seeds
+         ) -> list[dict]:
+    """The parameter sets of a notebook's runs: one per seed where it declares `seed` (extras on the first only)."""
+    declared = notebook_parameters(path)
+    if "seed" not in declared: return [_declared(path, {**values, "seeds": list(seeds)})]
+    return [_declared(path, {**values, "seed": s, "extras": s == seeds[0]}) for s in seeds]
 
 def reproduce(profile: str = "default",  # one of PROFILES
               only: list[str] | None = None,  # experiment names to run (default: all)
               dataset: str = "synth",  # the dataset every experiment runs on
-              seed: int = 0,  # the one seed of every run (>= 0)
+              seeds: list[int] | None = None,  # training seeds (default: SEEDS[profile]); each >= 0
               prune: bool = False,  # prune each set's checkpoints once published
               fresh: bool = False,  # retrain instead of reading finished sets' checkpoints back
+              world: str = "",  # synth only: '' (the profile's world), a preset name or a world folder
              ) -> dict[str, str]:
-    """Check, open the dataset, run every experiment notebook in order; return name -> error for those that failed."""
+    """Check, open the dataset, run every experiment notebook in order (per seed); return name -> error of failures."""
     if profile not in PROFILES: raise BadInputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    if seed < 0: raise BadInputError(f"--seed {seed}: expected an integer >= 0")
-    notebooks, values = experiment_notebooks(only=only), {"profile": profile, "dataset": dataset, "seed": seed}
-    _check_all(notebooks, values)
-    print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seed {seed}: {len(notebooks)} notebooks",
-          flush=True)
-    ds = _open_dataset(dataset, profile, seed)
+    seeds = tuple(SEEDS[profile] if seeds is None else seeds)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise BadInputError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
+    notebooks, values = experiment_notebooks(only=only), {"profile": profile, "dataset": dataset, "world": world}
+    runs = [(path, v) for path in notebooks for v in _runs(path, values, seeds)]
+    _check_all(runs)
+    print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seeds {list(seeds)}: {len(notebooks)} notebooks, "
+          f"{len(runs)} runs", flush=True)
+    ds = _open_dataset(dataset, profile, world)
     print(f"dataset {getattr(ds, 'name', dataset)} at {getattr(ds, 'root', '?')}", flush=True)
     failures = {}
-    for i, path in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] {path.stem}", flush=True)
-        error = _run_one(path, values, prune, fresh)
+    for i, (path, v) in enumerate(runs, 1):
+        name = path.stem + (f" (seed {v['seed']})" if "seed" in v else "")
+        print(f"[{i}/{len(runs)}] {name}", flush=True)
+        error = _run_one(path, v, prune, fresh)
         if error:
-            failures[path.stem] = error
+            failures[name] = error
             print(f"  FAILED: {error.splitlines()[0]}", flush=True)
     return failures
 
@@ -689,7 +712,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", choices=PROFILES, default="default")
     rep.add_argument("--only", nargs="+", metavar="NAME", help="experiment names to run (default: all)")
     rep.add_argument("--dataset", default="synth", help="dataset every experiment runs on (default: synth)")
-    rep.add_argument("--seed", type=int, default=0, help="the one seed of every run, >= 0 (default: 0)")
+    rep.add_argument("--seeds", "--seed", type=int, nargs="+", metavar="SEED",
+                     help="training seeds, each run separately (default: smoke 0; default 0 1 2; paper 0)")
+    rep.add_argument("--world", default="", help="synth only: a preset name or a world folder (default: the profile's)")
     rep.add_argument("--prune", action="store_true", help="prune each set's checkpoints once it is published")
     rep.add_argument("--fresh", action="store_true", help="retrain instead of reading finished sets' checkpoints back")
     pru = sub.add_parser("prune", help="keep only weights and history in the checkpoints of finished result sets")
@@ -749,7 +774,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "prune":
         prune(args.notebook, dry_run=args.dry_run)
         return 0
-    failures = reproduce(args.profile, args.only, args.dataset, args.seed, args.prune, args.fresh)
+    failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
     print(f"\n{len(failures)} experiment notebook(s) failed" if failures else "\nall experiment notebooks ran")
     return 1 if failures else 0

@@ -254,7 +254,7 @@ def test_run_output_under_proc_or_a_file_is_named(uga_like, tmp_path, results, c
 def test_negative_seed_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert main(["reproduce", "--profile", "smoke", "--seed", "-1"]) == 2
-    assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
+    assert "--seeds -1: expected distinct integers >= 0" in capsys.readouterr().err
     code = script("make_synth").main(["--preset", "tiny", "--seed", "-2", "--out", str(tmp_path / "W")])
     assert code == 1 and "seed -2: expected an integer >= 0" in capsys.readouterr().err
 

@@ -427,7 +427,7 @@ def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = run_notebook(project_root() / "nbs" / "experiments" / "calr.ipynb", profile="smoke")
     assert out.exists()
-    read = lambda name: list(csv.DictReader(open(tmp_path / "calr" / f"{name}-tiny-s0-smoke-s0.csv")))
+    read = lambda name: list(csv.DictReader(open(out.parent / "calr" / f"{name}-tiny-s0-smoke-s0.csv")))
     assert [r["method"] for r in read("main")] == ["floor", "Baseline", "CALR", "CALR(IBN)", "CALR(IBN+GeMPool)", "ceiling"]
     assert [r["setting"] for r in read("ablation")] == ["Baseline (Cluster-Contrast)", "+ refinement", "+ camera alignment",
                                                         "CALR w/o class weights", "CALR w/o intra-camera training", "CALR",
@@ -439,10 +439,10 @@ def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
     assert [r["features"] for r in read("figure1")] == ["before training"] + [r["setting"] for r in read("ablation")]
     assert read("local")[-1]["labels"].startswith("Market-1501 shipped")
     for f in ("figure5-tiny-s0-smoke-s0.png", "figure1-tiny-s0-smoke-s0.png", "local_labels-tiny-s0-smoke-s0.csv"):
-        assert (tmp_path / "calr" / f).stat().st_size > 0
-    rows = list(csv.DictReader(open(tmp_path / "calr" / "local_labels-tiny-s0-smoke-s0.csv")))
+        assert (out.parent / "calr" / f).stat().st_size > 0
+    rows = list(csv.DictReader(open(out.parent / "calr" / "local_labels-tiny-s0-smoke-s0.csv")))
     assert len(rows) == 169 and all(r["path"].startswith("bounding_box_train/") for r in rows)
-    with np.load(tmp_path / "calr" / "ap-tiny-s0-smoke-s0.npz") as ap:
+    with np.load(out.parent / "calr" / "ap-tiny-s0-smoke-s0.npz") as ap:
         assert set(ap.files) == {r["setting"] for r in read("ablation")}
 
 

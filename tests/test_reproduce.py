@@ -502,8 +502,8 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seed", "3"]) == 1
     out, err = capsys.readouterr()
-    assert opened == [("synth", "smoke", 3)]
-    assert [l.split("] ")[1] for l in out.splitlines() if l.startswith("[")] == ["datasets", "uga", "zeta"]
+    assert opened == [("synth", "smoke", "")]
+    assert [l.split("] ")[1] for l in out.splitlines() if l.startswith("[")] == ["datasets (seed 3)", "uga", "zeta (seed 3)"]
     res = tmp_path / "res"
     ds, zeta = the_set(res, "datasets"), the_set(res, "zeta")
     assert ds.name.startswith("synth-smoke-s3-") and zeta.name.startswith("smoke-s3-")
@@ -540,12 +540,12 @@ def test_datasets_notebook_smoke(tmp_path, monkeypatch):
     nbs = root / "nbs"
     before = snapshot(nbs)
     out = run_notebook(nbs / "experiments" / "datasets.ipynb", profile="smoke")
-    assert out.parent == rp.find_result_set("datasets", tmp_path / "res", profile="smoke", dataset="synth", seed=0)
-    assert out.parent.name.startswith("synth-smoke-s0-") and out.name == "datasets.ipynb"
-    md = (out.parent / "datasets" / "synth-smoke.md").read_text()
-    csv_lines = (out.parent / "datasets" / "synth-smoke.csv").read_text().splitlines()
+    assert out.parent == rp.find_result_set("datasets", tmp_path / "res", profile="smoke", dataset="synth", world="")
+    assert out.parent.name.startswith("synth-smoke-") and out.name == "datasets.ipynb"
+    md = (out.parent / "datasets" / "tiny-s0-smoke.md").read_text()
+    csv_lines = (out.parent / "datasets" / "tiny-s0-smoke.csv").read_text().splitlines()
     assert "synth" in md.splitlines()[0] and "smoke" in md.splitlines()[0] and "Market-1501" in md
     assert csv_lines[0].startswith("split,statistic") and len(csv_lines) > 10
     assert any(l.startswith("train,images,") and l.split(",")[3] == "12936" for l in csv_lines)
-    assert (out.parent / "datasets" / "synth-smoke.png").stat().st_size > 1000
+    assert (out.parent / "datasets" / "tiny-s0-smoke.png").stat().st_size > 1000
     assert snapshot(nbs) == before

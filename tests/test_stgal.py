@@ -392,8 +392,7 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     from reid_nb.reproduce import run_notebook
     monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path)); monkeypatch.setenv("REID_NB_PROGRESS", "0")
     nb = Path(__file__).resolve().parents[1] / "nbs" / "experiments" / "stgal.ipynb"
-    run_notebook(nb, profile="smoke")
-    out = tmp_path / "stgal"
+    out = run_notebook(nb, profile="smoke").parent / "stgal"  # inside the run's result set
     col = lambda name, c: [r[c] for r in csv.DictReader(open(out / f"{name}-tiny-s0-smoke-s0.csv"))]
     assert col("table1", "method") == ["Ours (P_v)", "Ours (P_a)"]
     assert col("table2", "method") == ["floor", "Baseline A", "+STGAL (A)", "Baseline B", "+STGAL (B)", "ceiling"]

@@ -246,7 +246,7 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("REID_NB_PROGRESS", "0")
     out = run_notebook(project_root() / "nbs" / "experiments" / "uga.ipynb", profile="smoke", output=tmp_path / "run.ipynb")
     assert out.exists()
-    res = tmp_path / "results" / "uga"
+    res = out.parent / "uga"  # inside the run's result set
     read = lambda name: list(csv.DictReader(open(res / f"{name}-tiny-s0-smoke-s0.csv")))
     rows = read("results")
     assert [(r["method"], r["tracklets"], r["feature"]) for r in rows] == [("floor", "", "pooled"),
