@@ -239,6 +239,7 @@ def cluster_metrics(pred,  # (N,) predicted labels; -1 = outlier
                    ) -> dict:
     """Pairwise and BCubed precision/recall/F, expansion and NMI of `pred` against `gt` (§5.6)."""
     pred = _labels(pred, len(np.asarray(pred)), "pred")
+    if len(pred) == 0: raise BadInputError("cluster_metrics: pred and gt are empty (expected at least one image)")
     gt = _labels(gt, len(pred), "gt")
     if noise not in ("cluster", "drop"): raise BadInputError(f"noise={noise!r}: expected 'cluster' or 'drop'")
     keep = pred != -1 if noise == "drop" else np.ones(len(pred), bool)

@@ -328,6 +328,9 @@ def k_reciprocal_rerank(qf,  # (Q, d) query features
     qf, gf = as_features(qf, "k_reciprocal_rerank(qf)"), as_features(gf, "k_reciprocal_rerank(gf)")
     if qf.shape[1] != gf.shape[1]: raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
     x = torch.cat([qf, gf.to(qf.dtype)]).to(device)
+    if bool((x == x[:1]).all()):  # every distance 0: the division by each row's maximum is 0/0
+        raise BadInputError(f"k_reciprocal_rerank(qf, gf): all {len(x)} feature vectors are identical (constant or "
+                            "all zero), so no image is nearer than another and re-ranking is undefined")
     nq, n, p = len(qf), len(x), power / 2
     _check_k(k1, n - 1, "k_reciprocal_rerank: k1 (k1 + 1 <= Q + G)")
     _check_k(k2, n, "k_reciprocal_rerank: k2")

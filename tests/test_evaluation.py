@@ -256,8 +256,12 @@ def test_cluster_metrics_hand_and_edges():
     assert single["pairwise_precision"] == 1.0 and single["pairwise_recall"] == 0.0 and single["pairwise_f"] == 0.0
     perfect = cluster_metrics([3, 3, 1], [0, 0, 2])
     assert all(perfect[k] == 1.0 for k in ("pairwise_f", "bcubed_f", "nmi", "expansion"))
-    empty = cluster_metrics([-1, -1], [1, 2], noise="drop")
-    assert empty["n"] == 0 and math.isnan(empty["pairwise_f"])
+    empty = cluster_metrics([-1, -1], [1, 2], noise="drop")  # every image dropped: NaN scores, n says why
+    assert empty["n"] == 0 and empty["n_dropped"] == 2 and math.isnan(empty["pairwise_f"])
+    with pytest.raises(BadInputError, match="empty"):
+        cluster_metrics([], [])
+    with pytest.raises(BadInputError, match="empty"):
+        cluster_metrics(np.zeros(0, np.int64), np.zeros(0, np.int64), cams=np.zeros(0, np.int64))
     for kw in (dict(noise="singleton"), dict(cams=[0])):
         with pytest.raises(BadInputError):
             cluster_metrics([0, 1], [0, 1], **kw)

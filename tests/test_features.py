@@ -235,6 +235,16 @@ def test_rerank_bad_input():
         k_reciprocal_rerank(q, g[:0], k1=1, k2=1)
 
 
+@pytest.mark.parametrize("value", [0.0, 1.7])
+def test_rerank_refuses_identical_features(value):
+    # all distances 0: the originals divide 0 by 0 and return NaN everywhere; we refuse, naming the fields
+    with pytest.raises(BadInputError, match="qf, gf.*identical"):
+        k_reciprocal_rerank(np.full((3, 5), value), np.full((8, 5), value), k1=3, k2=2)
+    g = np.full((8, 5), value)
+    g[4, 0] += 1.0  # one image differs: a ranking exists, and the result is finite
+    assert np.isfinite(k_reciprocal_rerank(np.full((3, 5), value), g, k1=3, k2=2)).all()
+
+
 # ---------------------------------------------------------------- extraction
 class FakeBank:
     def __init__(self, n, seed=0):
