@@ -131,13 +131,6 @@ def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
                 kept[A.start:A.start + r, c - keep:B.stop - keep] = d[:r, c - B.start:]
     return top, rmax, kept
 
-def _scan_cross(q: torch.Tensor, x: torch.Tensor, k: int, block: int) -> _TopK:
-    """Top-k squared distances of every row of q among the rows of x."""
-    top, q2, x2 = _TopK(len(q), k, q), (q * q).sum(1), (x * x).sum(1)
-    for A in progress(_blocks(len(q), block), "neighbours"):
-        for B in _blocks(len(x), block): top.push(A, _sqdist(q[A], x[B], q2[A], x2[B]), B.start)
-    return top
-
 def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple[np.ndarray, np.ndarray]:
     """Exact search with faiss IndexFlatL2 (on a GPU when asked and available)."""
     try: import faiss
@@ -151,13 +144,27 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     return index.search(xq, k)
 
 # %% ../nbs/40_features.ipynb #e6540800
+def _scan_rows(q: torch.Tensor, x: torch.Tensor, k: int, block: int, self_search: bool) -> tuple:
+    """Top-k squared distances (ascending) and indices of every row of q among the rows of x: a slab of q's rows
+    against all of x at a time, one GEMM and one top-k per slab (self_search: row i of q is x's row i, put first)."""
+    x2, rows = (x * x).sum(1), max(1, min(block, (1 << 25) // len(x)))  # a slab holds at most 2**25 distances
+    v = torch.empty(len(q), k, dtype=x.dtype, device=x.device)
+    i = torch.empty(len(q), k, dtype=torch.int64, device=x.device)
+    for A in progress(_blocks(len(q), rows), "neighbours"):
+        d = torch.addmm(x2[None], q[A], x.T, alpha=-2)  # |x_j|² - 2 q·x_j: each row's order; |q_i|² added after
+        if self_search: d[torch.arange(len(d)), torch.arange(A.start, A.stop)] = -torch.inf
+        v[A], i[A] = d.topk(k, 1, largest=False)
+        v[A] = v[A].add_((q[A] * q[A]).sum(1, keepdim=True)).clamp_(min=0)
+        if self_search: v[A, 0] = 0
+    return v, i
+
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
         metric: str = "euclidean",  # 'euclidean' (squared distances) or 'cosine' (1 - cos)
         backend: str = "torch",  # 'torch' (exact, blocked) or 'faiss' (exact IndexFlatL2)
         device: str | torch.device = "cpu",  # where distances are computed
-        block: int = 2048  # rows per block (torch backend): memory ~ block² + N·k
+        block: int = 2048  # query rows per slab (torch backend): memory ~ min(block·N, 2**25) + M·k
        ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest database rows of every query, nearest first: (distances (M, k), indices (M, k))."""
     x = as_features(x, "knn(x)")
@@ -170,8 +177,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     if backend == "faiss": d, i = _knn_faiss(x, q, k, device)
     elif backend == "torch":
         x = x.to(device)
-        top = _scan_self(x, k, block)[0] if q is None else _scan_cross(q.to(device, x.dtype), x, k, block)
-        d, i = top.v.cpu().numpy(), top.i.cpu().numpy()
+        d, i = (t.cpu().numpy() for t in _scan_rows(x if q is None else q.to(device, x.dtype), x, k, block, q is None))
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
