@@ -8,6 +8,7 @@ __all__ = ['as_features', 'extract_features', 'label_centroids', 'pairwise_dista
 
 # %% ../nbs/40_features.ipynb #89e74bfb
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -130,13 +131,6 @@ def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
                 kept[A.start:A.start + r, c - keep:B.stop - keep] = d[:r, c - B.start:]
     return top, rmax, kept
 
-def _scan_cross(q: torch.Tensor, x: torch.Tensor, k: int, block: int) -> _TopK:
-    """Top-k squared distances of every row of q among the rows of x."""
-    top, q2, x2 = _TopK(len(q), k, q), (q * q).sum(1), (x * x).sum(1)
-    for A in progress(_blocks(len(q), block), "neighbours"):
-        for B in _blocks(len(x), block): top.push(A, _sqdist(q[A], x[B], q2[A], x2[B]), B.start)
-    return top
-
 def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple[np.ndarray, np.ndarray]:
     """Exact search with faiss IndexFlatL2 (on a GPU when asked and available)."""
     try: import faiss
@@ -150,13 +144,27 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
     return index.search(xq, k)
 
 # %% ../nbs/40_features.ipynb #e6540800
+def _scan_rows(q: torch.Tensor, x: torch.Tensor, k: int, block: int, self_search: bool) -> tuple:
+    """Top-k squared distances (ascending) and indices of every row of q among the rows of x: a slab of q's rows
+    against all of x at a time, one GEMM and one top-k per slab (self_search: row i of q is x's row i, put first)."""
+    x2, rows = (x * x).sum(1), max(1, min(block, (1 << 25) // len(x)))  # a slab holds at most 2**25 distances
+    v = torch.empty(len(q), k, dtype=x.dtype, device=x.device)
+    i = torch.empty(len(q), k, dtype=torch.int64, device=x.device)
+    for A in progress(_blocks(len(q), rows), "neighbours"):
+        d = torch.addmm(x2[None], q[A], x.T, alpha=-2)  # |x_j|² - 2 q·x_j: each row's order; |q_i|² added after
+        if self_search: d[torch.arange(len(d)), torch.arange(A.start, A.stop)] = -torch.inf
+        v[A], i[A] = d.topk(k, 1, largest=False)
+        v[A] = v[A].add_((q[A] * q[A]).sum(1, keepdim=True)).clamp_(min=0)
+        if self_search: v[A, 0] = 0
+    return v, i
+
 def knn(x,  # (N, d) database features (tensor or array)
         k: int,  # neighbours per query; with queries=None each point counts itself first
         queries=None,  # (M, d) query features; None searches x against itself
         metric: str = "euclidean",  # 'euclidean' (squared distances) or 'cosine' (1 - cos)
         backend: str = "torch",  # 'torch' (exact, blocked) or 'faiss' (exact IndexFlatL2)
         device: str | torch.device = "cpu",  # where distances are computed
-        block: int = 2048  # rows per block (torch backend): memory ~ block² + N·k
+        block: int = 2048  # query rows per slab (torch backend): memory ~ min(block·N, 2**25) + M·k
        ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest database rows of every query, nearest first: (distances (M, k), indices (M, k))."""
     x = as_features(x, "knn(x)")
@@ -169,8 +177,7 @@ def knn(x,  # (N, d) database features (tensor or array)
     if backend == "faiss": d, i = _knn_faiss(x, q, k, device)
     elif backend == "torch":
         x = x.to(device)
-        top = _scan_self(x, k, block)[0] if q is None else _scan_cross(q.to(device, x.dtype), x, k, block)
-        d, i = top.v.cpu().numpy(), top.i.cpu().numpy()
+        d, i = (t.cpu().numpy() for t in _scan_rows(x if q is None else q.to(device, x.dtype), x, k, block, q is None))
     else: raise BadInputError(f"knn: backend={backend!r}: expected 'torch' or 'faiss'")
     return (d / 2 if metric == "cosine" else d), i.astype(np.int64)
 
@@ -253,13 +260,19 @@ def _overlaps(V: sp.csr_matrix, rows: slice, cols: slice, budget: int):
         yield rows.start + r0, rows.start + r1, _min_sum(Vr[r0:r1], Wt, n_cols)
 
 # %% ../nbs/40_features.ipynb #1a4566aa
-def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """x[rows[t]] · x[cols[t]] for every t, in cache-sized chunks of pairs (float64)."""
-    r, c = torch.as_tensor(rows, device=x.device), torch.as_tensor(cols, device=x.device)
-    out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
-    for s in range(0, len(rows), chunk):
-        out[s:s + chunk] = (x.index_select(0, r[s:s + chunk]) * x.index_select(0, c[s:s + chunk])).sum(1)
-    return out.double().cpu().numpy()
+def _pair_dots(x: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """x[rows[t]] · x[cols[t]] for every t (float64), as one sampled matrix product over the pairs' CSR pattern."""
+    n, o = len(x), np.lexsort((cols, rows))  # CSR order: rows ascending, columns sorted within a row
+    t = lambda a: torch.as_tensor(a, dtype=torch.int64, device=x.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta state"
+        pattern = torch.sparse_csr_tensor(t(np.searchsorted(rows[o], np.arange(n + 1))), t(cols[o]),
+                                          torch.zeros(len(o), dtype=x.dtype, device=x.device), (n, n),
+                                          check_invariants=False)
+        dots = torch.sparse.sampled_addmm(pattern, x, x.T, beta=0.0).values().double().cpu().numpy()
+    out = np.empty(len(o))
+    out[o] = dots
+    return out
 
 def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_matrix:
     """Sparse 1 - m/(2 - m), clipped at 0, over the pairs with m > 0 and distance < max_distance (step 6)."""
@@ -275,7 +288,9 @@ def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_m
         if max_distance < 1:  # (with 1, every m > 0 has d < 1: nothing to drop)
             keep = d < max_distance
             d, flat, rows = d[keep], flat[keep], rows[keep]
-        data[used:used + len(d)], cols[used:used + len(d)] = d, flat - rows * n
+        col = flat - rows * n
+        d[col == rows + r0] = 0  # an image's distance to itself: exactly 0 (float32 m_ii may miss 1 by rounding)
+        data[used:used + len(d)], cols[used:used + len(d)] = d, col
         counts[r0:r1] = np.bincount(rows, minlength=r1 - r0)
         used += len(d)
     data.resize(used, refcheck=False); cols.resize(used, refcheck=False)
@@ -299,7 +314,7 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
     nbr = knn(x, k1, device=device, block=block)[1]
     V = _encode(nbr, k1, k1, lambda r, c: 2 - 2 * _pair_dots(x, r, c))
     if k2 != 1: V = _expand_query(V, nbr, k2)
-    return _jaccard_csr(V, budget, max_distance)
+    return _jaccard_csr(V.astype(np.float32), budget, max_distance)  # float32 V, as Cluster-Contrast: half the traffic
 
 # %% ../nbs/40_features.ipynb #dfc4c2a4
 def _pair_sqdist(x: torch.Tensor, x2: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -328,6 +343,9 @@ def k_reciprocal_rerank(qf,  # (Q, d) query features
     qf, gf = as_features(qf, "k_reciprocal_rerank(qf)"), as_features(gf, "k_reciprocal_rerank(gf)")
     if qf.shape[1] != gf.shape[1]: raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
     x = torch.cat([qf, gf.to(qf.dtype)]).to(device)
+    if bool((x == x[:1]).all()):  # every distance 0: the division by each row's maximum is 0/0
+        raise BadInputError(f"k_reciprocal_rerank(qf, gf): all {len(x)} feature vectors are identical (constant or "
+                            "all zero), so no image is nearer than another and re-ranking is undefined")
     nq, n, p = len(qf), len(x), power / 2
     _check_k(k1, n - 1, "k_reciprocal_rerank: k1 (k1 + 1 <= Q + G)")
     _check_k(k2, n, "k_reciprocal_rerank: k2")

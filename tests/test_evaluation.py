@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from reid_nb import evaluation
 from reid_nb.core import BadInputError
 from reid_nb.evaluation import cluster_metrics, evaluate, evaluate_features, plot_cmc, plot_ranked_list, ranked_list
 from reid_nb.features import pairwise_distance
@@ -86,6 +87,33 @@ def test_ties_bound_and_without_ties_coincide():
     assert lo["mAP"] < hi["mAP"] and lo["mINP"] <= hi["mINP"]
     plain = random_case(30, 200, 15, 3, seed=1)
     assert_same(evaluate(*plain, ties="pessimistic"), evaluate(*plain, ties="optimistic"))
+
+
+@pytest.mark.parametrize("dense", [0, 10**9])  # 0: gather only the near wrong images; 10**9: sort whole rows
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+@pytest.mark.parametrize("sep", [3.0, 0.6, 0.2, 0.0])  # easy to random rankings
+def test_both_paths_match_reference_at_every_difficulty(monkeypatch, dense, ties, sep):
+    rng = np.random.default_rng(11)
+    qp, gp = rng.integers(1, 15, 40), rng.integers(-1, 15, 500)
+    qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 500)
+    dist = np.round(rng.random((40, 500)) + sep * (qp[:, None] != gp[None]), 2).astype(np.float32)  # ties too
+    monkeypatch.setattr(evaluation, "_DENSE", dense)
+    ref = per_query_reference(dist, qp, gp, qc, gc, ties=ties)
+    assert_same(evaluate(dist, qp, gp, qc, gc, ties=ties, chunk=3000), ref)
+    if sep == 3.0:
+        assert ref["mAP"] == 1.0
+    if sep == 0.0:
+        assert ref["mAP"] < 0.2
+
+
+def test_tensor_blocks_take_the_device_path_with_the_same_ranks():
+    # a tensor block (what evaluate_features hands over on a GPU) is masked and sorted by torch, not NumPy
+    dist, qp, gp, qc, gc = random_case(30, 200, 12, 3, seed=9, decimals=2, dtype=np.float32)
+    gal = evaluation._gallery(gp, gc)
+    for ties in ("pessimistic", "optimistic"):
+        want = evaluation._match_ranks(dist, qp, qc, gal, ties)
+        got = evaluation._match_ranks(torch.from_numpy(dist), qp, qc, gal, ties)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]) and want[0].max() > 10
 
 
 # ---------------------------------------------------------------- hand-computed
@@ -228,8 +256,12 @@ def test_cluster_metrics_hand_and_edges():
     assert single["pairwise_precision"] == 1.0 and single["pairwise_recall"] == 0.0 and single["pairwise_f"] == 0.0
     perfect = cluster_metrics([3, 3, 1], [0, 0, 2])
     assert all(perfect[k] == 1.0 for k in ("pairwise_f", "bcubed_f", "nmi", "expansion"))
-    empty = cluster_metrics([-1, -1], [1, 2], noise="drop")
-    assert empty["n"] == 0 and math.isnan(empty["pairwise_f"])
+    empty = cluster_metrics([-1, -1], [1, 2], noise="drop")  # every image dropped: NaN scores, n says why
+    assert empty["n"] == 0 and empty["n_dropped"] == 2 and math.isnan(empty["pairwise_f"])
+    with pytest.raises(BadInputError, match="empty"):
+        cluster_metrics([], [])
+    with pytest.raises(BadInputError, match="empty"):
+        cluster_metrics(np.zeros(0, np.int64), np.zeros(0, np.int64), cams=np.zeros(0, np.int64))
     for kw in (dict(noise="singleton"), dict(cams=[0])):
         with pytest.raises(BadInputError):
             cluster_metrics([0, 1], [0, 1], **kw)

@@ -127,6 +127,15 @@ def test_knn_self_matches_brute_force(block):
     assert (i[:, 0] == np.arange(len(x))).all() and (d[:, 0] == 0).all()
 
 
+def test_knn_self_first_even_with_duplicates_and_small_slabs(monkeypatch):
+    x = np.repeat(clustered(4, 3, 6, 0.5, 4), 2, axis=0)  # every point twice: distance 0 to its twin
+    d, i = knn(x, 3, block=5)
+    assert (i[:, 0] == np.arange(len(x))).all() and (d[:, 0] == 0).all() and np.allclose(d[:, 1], 0, atol=1e-12)
+    assert (i[:, 1] == np.arange(len(x)) ^ 1).all()  # the twin comes second
+    full = ((x[:, None] - x[None]) ** 2).sum(2)
+    assert np.allclose(d, np.sort(full, 1)[:, :3], atol=1e-12)
+
+
 def test_knn_queries_cosine_and_faiss_agree():
     x, q = clustered(5, 6, 10, 0.5, 1), clustered(2, 4, 10, 0.5, 2)
     brute = np.argsort(((q[:, None] - x[None]) ** 2).sum(2), 1)[:, :7]
@@ -233,6 +242,16 @@ def test_rerank_bad_input():
         k_reciprocal_rerank(q, g[:, :3], k1=3, k2=2)
     with pytest.raises(BadInputError, match="gf"):
         k_reciprocal_rerank(q, g[:0], k1=1, k2=1)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.7])
+def test_rerank_refuses_identical_features(value):
+    # all distances 0: the originals divide 0 by 0 and return NaN everywhere; we refuse, naming the fields
+    with pytest.raises(BadInputError, match="qf, gf.*identical"):
+        k_reciprocal_rerank(np.full((3, 5), value), np.full((8, 5), value), k1=3, k2=2)
+    g = np.full((8, 5), value)
+    g[4, 0] += 1.0  # one image differs: a ranking exists, and the result is finite
+    assert np.isfinite(k_reciprocal_rerank(np.full((3, 5), value), g, k1=3, k2=2)).all()
 
 
 # ---------------------------------------------------------------- extraction
