@@ -189,7 +189,7 @@ def test_ctrl_c_stops_a_run_with_one_line(tmp_path, results):
     deadline = time.time() + 90
     while time.time() < deadline and "epoch 3" not in (p.stdout.readline() or ""): pass
     os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground process group
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=240)  # a kernel shuts down slowly on a loaded machine
     assert p.returncode == 130 and err.strip().count("\n") == 0, err
     assert err.startswith("reid-nb: interrupted (Ctrl-C)") and ".partial" in err
     assert [s.name.endswith(".partial") for s in (results / "slow").iterdir()] == [True]
