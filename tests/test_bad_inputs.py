@@ -185,7 +185,8 @@ SLOW = "import time\nfor e in range(600):\n    print(f'epoch {e}', flush=True)\n
 def test_ctrl_c_stops_a_run_with_one_line(tmp_path, results):
     path = make_notebook(tmp_path / "nb" / "slow.ipynb", 'profile = "smoke"  # p', SLOW)
     p = subprocess.Popen([str(REID_NB), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, cwd=tmp_path)
+                         start_new_session=True, cwd=tmp_path,  # a terminal's default Ctrl-C, even if this process
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # ignores it (kernels)
     deadline = time.time() + 90
     while time.time() < deadline and "epoch 3" not in (p.stdout.readline() or ""): pass
     os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground process group
