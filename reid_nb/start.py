@@ -215,9 +215,11 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
                       device: str | torch.device = "cpu",
                       seed: int = 0,  # the ceiling's training seed
                       budget: Budget | None = None,  # the ceiling's budget (default: CEILING_BUDGETS[profile])
+                      start=None,  # the methods' initial weights (default: `starting_point(profile)`)
                      ) -> dict:
     """{'floor': metrics, 'ceiling': metrics, 'ceiling_images': images seen}, cached as JSON."""
-    net, start, budget = net_settings(profile), starting_point(profile, device), budget or CEILING_BUDGETS[profile]
+    net, budget = net_settings(profile), budget or CEILING_BUDGETS[profile]
+    start = start or starting_point(profile, device)
     path = _bounds_path(ds, profile, start, budget, seed)
     if path.exists(): return json.loads(path.read_text())
     torch.manual_seed(seed)
