@@ -366,7 +366,7 @@ class CALRConfig:
     class_weights: bool = True  # camera-entropy class weights
     weight_warmup: int = 5  # class weights from this epoch on
     verify_weights: bool = True  # check a ResNet-50 file against torchvision's hash (False: a stand-in file)
-    channels_last: bool = False  # channels_last memory format for the backbone
+    channels_last: bool = True  # channels_last memory format for the backbone
     amp: str | None = None  # mixed precision of the training steps: None (fp32), 'bf16' or 'fp16' (reid_nb.train)
     degenerate_local: str = "error"  # a camera whose silhouette is never defined: 'error', or 'keep' (all -1, counted)
 
@@ -573,11 +573,17 @@ def _figure5(glob: np.ndarray, refined: np.ndarray, gt) -> dict:
     return {**_quality("global", glob, gt), **_quality("global_clean", glob, gt, "drop"),
             **_quality("refined", refined, gt, "drop")}
 
+def _global_clusters(feats: torch.Tensor, cfg: CALRConfig, ctx: dict, epoch: int):
+    """(global labels, kNN indices, kNN distances) of an epoch: clustered, or the truth on the oracle rung."""
+    if ctx["oracle_global"] is None: return inter_cluster(feats, cfg, ctx["device"], ctx["seed"] + epoch)
+    kdist, kidx = knn(feats, min(cfg.knn_k, len(feats)), metric="cosine", device=ctx["device"])  # for the pivots
+    return ctx["oracle_global"], kidx, kdist
+
 def _inter_epoch(epoch: int, st: dict, ctx: dict) -> dict:
     """Extract, cluster, refine, weight, train one epoch (§5.5)."""
     cfg, cams = ctx["cfg"], ctx["cams"]
     feats = extract_features(st["model"], ctx["bank"], ctx["device"], cfg.extract_batch)
-    glob, kidx, kdist = inter_cluster(feats, cfg, ctx["device"], ctx["seed"] + epoch)
+    glob, kidx, kdist = _global_clusters(feats, cfg, ctx, epoch)
     labels, dropped = refine_step(glob, kidx, kdist, cams, ctx["local"], cfg, epoch, st["rng"])
     use_w = cfg.class_weights and epoch >= cfg.weight_warmup and (labels >= 0).any()
     w = camera_entropy_weights(labels, cams, int(glob.max()) + 1) if use_w else None
@@ -597,15 +603,19 @@ def inter_camera_stage(bank,  # ImageBank of all training images
                        seed: int = 0,  # seed of the run
                        ckpt_path: str | Path | None = None,  # checkpoint (resumes a stopped run)
                        gt=None,  # ground-truth pids, for the Figure 5 diagnostics only
-                       n_cams: int | None = None  # cameras of the dataset (default: max cam + 1)
+                       n_cams: int | None = None,  # cameras of the dataset (default: max cam + 1)
+                       oracle_global=None,  # (N,) true identities used as the global clusters (the oracle rung)
                       ):
     """Stage 2 (CALR, or Cluster-Contrast with every switch off): (trained network, history)."""
     cams = np.asarray(cams); n_cams = n_cams or int(cams.max()) + 1
     st = new_run(cfg, n_cams if cfg.camera_alignment else 0, device, seed)
     local = None if local is None else np.asarray(local)
-    ctx = {"cfg": cfg, "bank": bank, "cams": cams, "local": local, "device": device, "seed": seed, "gt": gt}
+    if oracle_global is not None: oracle_global = np.unique(np.asarray(oracle_global), return_inverse=True)[1].ravel()
+    ctx = {"cfg": cfg, "bank": bank, "cams": cams, "local": local, "device": device, "seed": seed, "gt": gt,
+           "oracle_global": oracle_global}
     conf = {"stage": "inter", "cfg": asdict(cfg), "seed": seed, "n": len(cams),
-            "local": None if local is None else config_hash(local.tolist())}
+            "local": None if local is None else config_hash(local.tolist()),
+            **({} if oracle_global is None else {"oracle_global": config_hash(oracle_global.tolist())})}
     hist = run_epochs(cfg.epochs, lambda e, s: _inter_epoch(e, s, ctx), st, ckpt_path, "CALR inter epochs", conf)
     return st["model"], hist
 

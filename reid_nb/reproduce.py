@@ -7,7 +7,7 @@ __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'L
            'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'SEEDS', 'Rule', 'Param', 'parameters_source',
            'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters', 'NotebookError',
            'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
-           'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'reproduce',
+           'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'default_jobs', 'reproduce',
            'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
@@ -546,27 +546,30 @@ def _no_experiments(folder: Path) -> str:
 # %% ../nbs/80_reproduce.ipynb #0ddf6051
 SHOWN = (".csv", ".md", ".png", ".svg", ".pdf", ".json")  # tables and figures; checkpoints are only counted
 
-def report_set(folder: Path  # a published result set
+def report_set(folder: Path,  # a published result set
+               file=None,  # where to print (default: stdout)
               ):
     """Print the tables and figures of a set, and count its other files."""
     files = [folder / f for f in _files(folder)]
-    for f in (f for f in files if f.suffix in SHOWN): print(f"  wrote {f}")
+    for f in (f for f in files if f.suffix in SHOWN): print(f"  wrote {f}", file=file)
     others = [f for f in files if f.suffix not in SHOWN and f.suffix != ".ipynb"]
-    if others: print(f"  and {len(others)} other files ({', '.join(sorted({f.suffix or f.name for f in others}))})")
+    if others: print(f"  and {len(others)} other files ({', '.join(sorted({f.suffix or f.name for f in others}))})",
+                     file=file)
 
 def _run_one(path: Path,  # the experiment notebook
              values: dict,  # profile, dataset, seed: passed when the notebook declares them
              prune: bool = False,  # prune the set's checkpoints once published
              fresh: bool = False,  # retrain instead of reading a finished set's checkpoints back
+             summary=None,  # where to print what the set holds (default: stdout)
             ) -> str | None:
     """Run one experiment notebook and print the set it wrote; return the error message, or None."""
     start = time.time()
     try: copy = run_notebook(path, echo=True, prune=prune, fresh=fresh, **_declared(path, values))
     except (BadInputError, NotebookError) as e: return str(e)
     except Exception as e: return f"{path}: {type(e).__name__}: {e}"
-    print(f"  done in {time.time() - start:.0f} s; result set {copy.parent}", flush=True)
-    report_set(copy.parent)
-    print(f"  executed copy: {copy}", flush=True)
+    print(f"  done in {time.time() - start:.0f} s; result set {copy.parent}", file=summary, flush=True)
+    report_set(copy.parent, summary)
+    print(f"  executed copy: {copy}", file=summary, flush=True)
     return None
 
 def _declared(path: Path, values: dict) -> dict:
@@ -590,6 +593,32 @@ def _check_all(runs: list[tuple[Path, dict]]  # (notebook, parameters) of every 
         except BadInputError as e: problems.append(str(e))
     if problems: raise BadInputError("; ".join(problems))
 
+def default_jobs(profile: str) -> int:
+    """Runs at once: one per usable CPU core for the CPU profiles, one for `paper` (its runs share one GPU)."""
+    return 1 if profile == "paper" else max(1, len(os.sched_getaffinity(0)))
+
+def _phases(runs: list[tuple[Path, dict]]  # (notebook, parameters) in run order
+           ) -> list[list[tuple[Path, dict]]]:
+    """Consecutive per-seed runs form one phase (they may run at once); a notebook without `seed` is a phase alone,
+    after everything before it (e.g. `claims`, which reads the other sets)."""
+    phases = []
+    for run in runs:
+        joins = phases and "seed" in run[1] and "seed" in phases[-1][-1][1]
+        if joins: phases[-1].append(run)
+        else: phases.append([run])
+    return phases
+
+def _run_name(path: Path, values: dict) -> str:
+    return path.stem + (f" (seed {values['seed']})" if "seed" in values else "")
+
+def _build_start(profile: str):
+    """Train (or find) the profile's shared starting point before any run needs it, with every core."""
+    if profile == "paper": return
+    from reid_nb.core import pick_device  # imported here: torch loads only when a run is about to start
+    from reid_nb.start import starting_point
+    with contextlib.chdir(experiments_folder()):  # the data root the notebooks will see
+        print(f"starting point: {starting_point(profile, pick_device('auto'))}", flush=True)
+
 SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0,)}  # training seeds `reproduce` runs per profile
 
 def _runs(path: Path,  # an experiment notebook
@@ -608,6 +637,7 @@ def reproduce(profile: str = "default",  # one of PROFILES
               prune: bool = False,  # prune each set's checkpoints once published
               fresh: bool = False,  # retrain instead of reading finished sets' checkpoints back
               world: str = "",  # synth only: '' (the profile's world), a preset name or a world folder
+              jobs: int | None = None,  # runs at once (default: `default_jobs(profile)`); each gets cores // jobs threads
              ) -> dict[str, str]:
     """Check, open the dataset, run every experiment notebook in order (per seed); return name -> error of failures."""
     if profile not in PROFILES: raise BadInputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
@@ -619,16 +649,71 @@ def reproduce(profile: str = "default",  # one of PROFILES
     _check_all(runs)
     print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seeds {list(seeds)}: {len(notebooks)} notebooks, "
           f"{len(runs)} runs", flush=True)
+    jobs = default_jobs(profile) if jobs is None else jobs
+    if jobs < 1: raise BadInputError(f"--jobs {jobs}: expected an integer >= 1")
     ds = _open_dataset(dataset, profile, world)
     print(f"dataset {getattr(ds, 'name', dataset)} at {getattr(ds, 'root', '?')}", flush=True)
+    _build_start(profile)
+    failures, done = {}, 0
+    for phase in _phases(runs):
+        failures.update(_run_phase(phase, jobs, prune, fresh, done, len(runs)))
+        done += len(phase)
+    return failures
+
+# %% ../nbs/80_reproduce.ipynb #61bdd707
+def _thread_share(threads: int):
+    """Worker start-up: the kernels this worker starts use `threads` threads (torch, OpenMP, MKL, faiss)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"): os.environ[name] = str(threads)
+
+def _run_logged(path: Path, values: dict, prune: bool, fresh: bool, log: Path) -> tuple[str | None, str]:
+    """One run inside a worker process: its cells' output goes to `log`; (error or None, what the set holds)."""
+    summary = io.StringIO()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        error = _run_one(path, values, prune, fresh, summary)
+    return error, summary.getvalue()
+
+def _failed(name: str, error: str | None) -> dict[str, str]:
+    """Say that a run failed; {name: error}, or {} when it did not."""
+    if error: print(f"  FAILED: {error.splitlines()[0]}", flush=True)
+    return {name: error} if error else {}
+
+def _run_phase(phase: list[tuple[Path, dict]],  # runs that may go at once
+               jobs: int,  # how many at once
+               prune: bool, fresh: bool,
+               done: int,  # runs finished before this phase
+               total: int,  # runs in all
+              ) -> dict[str, str]:
+    """Run a phase, one run after the other in this process, or in worker processes when jobs > 1; failures."""
+    if jobs > 1 and len(phase) > 1: return _run_parallel(phase, jobs, prune, fresh, done, total)
     failures = {}
-    for i, (path, v) in enumerate(runs, 1):
-        name = path.stem + (f" (seed {v['seed']})" if "seed" in v else "")
-        print(f"[{i}/{len(runs)}] {name}", flush=True)
-        error = _run_one(path, v, prune, fresh)
-        if error:
-            failures[name] = error
-            print(f"  FAILED: {error.splitlines()[0]}", flush=True)
+    for i, (path, v) in enumerate(phase, done + 1):
+        print(f"[{i}/{total}] {_run_name(path, v)}", flush=True)
+        failures |= _failed(_run_name(path, v), _run_one(path, v, prune, fresh))
+    return failures
+
+def _run_parallel(phase: list[tuple[Path, dict]], jobs: int, prune: bool, fresh: bool, done: int, total: int
+                 ) -> dict[str, str]:
+    """`jobs` worker processes share the cores (threads = cores // jobs each); a run's cells print to
+    <results>/logs/<notebook>-s<seed>.log, and its summary is printed here when it ends. Failures."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    jobs = min(jobs, len(phase))
+    threads, logs = max(1, len(os.sched_getaffinity(0)) // jobs), sets_root() / "logs"
+    print(f"{len(phase)} runs, {jobs} at a time with {threads} thread(s) each; their output: {logs}/", flush=True)
+    failures, spawn = {}, multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_thread_share, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_logged, path, v, prune, fresh, logs / f"{path.stem}-s{v['seed']}.log"):
+                   _run_name(path, v) for path, v in phase}
+        try:
+            for i, fut in enumerate(as_completed(futures), done + 1):
+                try: error, text = fut.result()
+                except Exception as e: error, text = f"{futures[fut]}: worker process failed: {e!r}", ""
+                print(f"[{i}/{total}] {futures[fut]}" + (f"\n{text.rstrip()}" if text else ""), flush=True)
+                failures |= _failed(futures[fut], error)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return failures
 
 # %% ../nbs/80_reproduce.ipynb #a591609d
@@ -717,6 +802,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--world", default="", help="synth only: a preset name or a world folder (default: the profile's)")
     rep.add_argument("--prune", action="store_true", help="prune each set's checkpoints once it is published")
     rep.add_argument("--fresh", action="store_true", help="retrain instead of reading finished sets' checkpoints back")
+    rep.add_argument("--jobs", type=int, metavar="N", help="per-seed runs at once, each with cores/N threads "
+                                                            "(default: one per core; paper: 1)")
     pru = sub.add_parser("prune", help="keep only weights and history in the checkpoints of finished result sets")
     pru.add_argument("notebook", nargs="?", help="only this notebook's sets (default: every notebook's)")
     pru.add_argument("--dry-run", action="store_true", help="only list what would be pruned")
@@ -774,7 +861,8 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "prune":
         prune(args.notebook, dry_run=args.dry_run)
         return 0
-    failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world)
+    failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world,
+                         args.jobs)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
     print(f"\n{len(failures)} experiment notebook(s) failed" if failures else "\nall experiment notebooks ran")
     return 1 if failures else 0

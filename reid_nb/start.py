@@ -5,12 +5,14 @@
 # %% auto #0
 __all__ = ['NETS', 'SOURCE_SEED', 'START_BUDGETS', 'CEILING_BUDGETS', 'BOUND_NOTES', 'Budget', 'net_settings',
            'override_settings', 'IdentityHead', 'supervised_loss', 'dense_identities', 'warmup_cosine',
-           'train_supervised', 'starts_folder', 'new_backbone', 'starting_point', 'test_scores', 'floor_and_ceiling',
-           'bound_row', 'closed_gap']
+           'train_supervised', 'starts_folder', 'new_backbone', 'cache_lock', 'starting_point', 'test_scores',
+           'floor_and_ceiling', 'bound_row', 'closed_gap']
 
 # %% ../nbs/75_start.ipynb #cd1574d6
+import fcntl
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -165,6 +167,15 @@ def new_backbone(net: dict,  # the profile's network settings
                           widths=net["widths"] or (16,), depth=net["depth"] or 1)
 
 # %% ../nbs/75_start.ipynb #5f82e24f
+@contextmanager
+def cache_lock(path: Path  # the cached file to be made
+              ):
+    """Hold an exclusive lock beside `path` (`.<name>.lock`): one process makes it, the others wait, then read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
 def _start_key(profile: str, net: dict, budget: Budget) -> str:
     return config_hash(dict(profile=profile, net=net, budget=asdict(budget), source_seed=SOURCE_SEED,
                             generator=GENERATOR_VERSION, recipe="ce+triplet/adam/warmup-cosine"))
@@ -177,7 +188,12 @@ def starting_point(profile: str,  # 'smoke', 'default' or 'paper'
     if profile == "paper": return "imagenet"
     net, budget = net_settings(profile), budget or START_BUDGETS[profile]
     path = starts_folder() / f"start-{profile}-{_start_key(profile, net, budget)}.pt"
-    if path.exists(): return path
+    with cache_lock(path):  # concurrent runs (`reproduce --jobs`) train it once; the others wait and read it
+        if not path.exists(): _train_start(profile, net, budget, path, device)
+    return path
+
+def _train_start(profile: str, net: dict, budget: Budget, path: Path, device) -> None:
+    """Train the starting point on the source world and write it to `path`."""
     source = open_dataset("synth", profile=profile, seed=SOURCE_SEED)
     bank = ImageBank.from_records(source.train, net["height"], net["width"])
     torch.manual_seed(0)
@@ -186,11 +202,10 @@ def starting_point(profile: str,  # 'smoke', 'default' or 'paper'
     train_supervised(bb, bank, source.train.pid, source.train.cam, budget, net, device, 0, ckpt, "starting point")
     atomic_torch_save({k: v.cpu() for k, v in bb.state_dict().items()}, path)
     ckpt.unlink(missing_ok=True)
-    return path
 
 # %% ../nbs/75_start.ipynb #2511fc95
 CEILING_BUDGETS = {"smoke": Budget(epochs=2, iters=10, batch=32, lr=1e-3),
-                   "default": Budget(epochs=10, iters=100, batch=64, lr=1e-3),
+                   "default": Budget(epochs=15, iters=100, batch=64, lr=1e-3),
                    "paper": Budget(epochs=60, iters=200, batch=64, lr=3.5e-4)}
 
 def test_scores(backbone: nn.Module,  # a backbone (pooled features)
@@ -221,7 +236,12 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
     net, budget = net_settings(profile), budget or CEILING_BUDGETS[profile]
     start = start or starting_point(profile, device)
     path = _bounds_path(ds, profile, start, budget, seed)
-    if path.exists(): return json.loads(path.read_text())
+    with cache_lock(path):  # the three method notebooks of a seed may ask at once
+        if not path.exists(): _measure_bounds(ds, banks, net, budget, start, path, device, seed)
+    return json.loads(path.read_text())
+
+def _measure_bounds(ds, banks: dict, net: dict, budget: Budget, start, path: Path, device, seed: int) -> None:
+    """Score the start (floor), train it with the true identities and score it again (ceiling); write `path`."""
     torch.manual_seed(seed)
     bb = new_backbone(net, start).to(device)
     floor = test_scores(bb, banks, ds, device)
@@ -230,7 +250,6 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
     out = {"floor": floor, "ceiling": test_scores(bb, banks, ds, device), "ceiling_images": budget.images}
     atomic_write_text(path, json.dumps(out, indent=1))
     path.with_suffix(".ckpt").unlink(missing_ok=True)
-    return out
 
 # %% ../nbs/75_start.ipynb #32e6b209
 BOUND_NOTES = {"floor": "the starting point, no adaptation (direct transfer)",

@@ -270,8 +270,8 @@ AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 def speed_settings(device,  # the training device ('cpu', 'cuda', torch.device)
                    amp: str = "auto",  # 'auto', 'none', 'bf16' or 'fp16' (a notebook parameter)
                   ) -> dict:
-    """{'amp', 'channels_last'} for a device; 'auto': fp32 and contiguous on CPU, bf16 and channels_last on CUDA."""
+    """{'amp', 'channels_last'} for a device; 'auto': fp32 on CPU, bf16 on CUDA; channels_last on both (measured)."""
     if amp not in AMP_CHOICES: raise BadInputError(f"amp={amp!r}: expected one of {AMP_CHOICES}")
     cuda = torch.device(device).type == "cuda"
     mode = ("bf16" if cuda else None) if amp == "auto" else None if amp == "none" else amp
-    return {"amp": mode, "channels_last": cuda and mode is not None}
+    return {"amp": mode, "channels_last": True}

@@ -499,6 +499,7 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
                   "NAME = 'datasets'  # n", TABLE, "print('streamed line')")
     opened = []
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))  # the world build is tested in synth
+    monkeypatch.setattr(rp, "_build_start", lambda profile: None)  # the start is tested in test_start
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seed", "3"]) == 1
     out, err = capsys.readouterr()
@@ -523,10 +524,48 @@ def test_reproduce_checks_every_notebook_before_building_anything(project, monke
     make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|market1501] d", "x = 1")
     opened = []
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))
+    monkeypatch.setattr(rp, "_build_start", lambda profile: opened.append(profile))
     monkeypatch.chdir(project)
     assert main(["reproduce", "--dataset", "veri"]) == 2
     err = capsys.readouterr().err
     assert "uga.ipynb" in err and "parameter dataset: 'veri' is not one of synth|market1501" in err and not opened
+
+
+THREADS = TABLE + """
+(out / "threads.txt").write_text(os.environ.get("OMP_NUM_THREADS", "unset")); print("cell line", NAME, seed)"""
+
+
+def set_of_seed(res, stem, seed):
+    """The finished set of `stem` for training seed `seed` under `res`."""
+    sets = [p for p in (res / stem).iterdir() if (p / "manifest.json").exists()
+            and json.loads((p / "manifest.json").read_text())["parameters"]["seed"] == seed]
+    assert len(sets) == 1, sets
+    return sets[0]
+
+
+def test_reproduce_runs_seeds_at_once_in_workers_with_their_share_of_threads(project, tmp_path, monkeypatch, capsys):
+    exp = project / "nbs" / "experiments"
+    for name in ("uga", "stgal"):
+        make_notebook(exp / f"{name}.ipynb", f"profile = 'default'  # p\nseed = 0  # s\nNAME = '{name}'  # n", THREADS)
+    make_notebook(exp / "calr.ipynb", "profile = 'default'  # p\nseed = 0  # s", "raise RuntimeError(f'bad seed {seed}')")
+    make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nNAME = 'claims'  # n",
+                  "seed = -1\n" + TABLE)
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.chdir(project)
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "2"]) == 1
+    out, err = capsys.readouterr()
+    res, threads = tmp_path / "res", str(max(1, len(os.sched_getaffinity(0)) // 2))
+    for name in ("uga", "stgal"):
+        sets = [set_of_seed(res, name, s) for s in (0, 1)]
+        assert [(s / name / "threads.txt").read_text() for s in sets] == [threads, threads]
+        assert [f"cell line {name} {s}" in (res / "logs" / f"{name}-s{s}.log").read_text() for s in (0, 1)] == [True] * 2
+    assert "6 runs, 2 at a time with" in out and "cell line" not in out  # the cells print to the logs
+    finished = [l.split("] ")[1] for l in out.splitlines() if l.startswith("[")]
+    assert sorted(finished[:6]) == sorted(f"{n} (seed {s})" for n in ("uga", "stgal", "calr") for s in (0, 1))
+    assert finished[6:] == ["claims"]  # alone, after every per-seed run
+    assert "FAILED calr (seed 1)" in err and "bad seed 1" in err and "2 experiment notebook(s) failed" in out
+    assert main(["reproduce", "--jobs", "0"]) == 2
 
 
 # ---------------------------------------------------------------- the real datasets notebook

@@ -96,3 +96,25 @@ def test_open_dataset_world_parameter(tmp_path, data_root):
     assert ds.root.name == "tiny-s0"
     again = open_dataset("synth", profile="smoke", world=str(ds.root))  # a world folder
     assert again.root == ds.root and len(again.train) == len(ds.train)
+
+
+def _make_once(path: str, log: str) -> None:
+    """What a cached maker does under `cache_lock`: make the file only if it is missing (and log each making)."""
+    import time
+    from pathlib import Path
+    p = Path(path)
+    with start.cache_lock(p):
+        if not p.exists():
+            with open(log, "a") as f: f.write("made\n")
+            time.sleep(0.5)  # long enough for the other processes to be waiting on the lock
+            p.write_text("done")
+
+
+def test_cache_lock_makes_a_file_once_across_processes(tmp_path):
+    import multiprocessing as mp
+    target, log = tmp_path / "bounds.json", tmp_path / "log.txt"
+    procs = [mp.get_context("spawn").Process(target=_make_once, args=(str(target), str(log))) for _ in range(3)]
+    for p in procs: p.start()
+    for p in procs: p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert log.read_text() == "made\n" and target.read_text() == "done"

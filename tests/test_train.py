@@ -217,9 +217,9 @@ def test_epoch_line_by_hand():
 
 
 def test_speed_settings_by_device():
-    assert speed_settings("cpu") == {"amp": None, "channels_last": False}  # measured: both slower on our CPU
+    assert speed_settings("cpu") == {"amp": None, "channels_last": True}  # measured: bf16 slower, channels_last faster
     assert speed_settings(torch.device("cuda:1")) == {"amp": "bf16", "channels_last": True}
-    assert speed_settings("cuda", "none") == {"amp": None, "channels_last": False}
+    assert speed_settings("cuda", "none") == {"amp": None, "channels_last": True}
     assert speed_settings("cuda", "fp16") == {"amp": "fp16", "channels_last": True}
     with pytest.raises(BadInputError, match="amp='half'"):
         speed_settings("cpu", "half")
