@@ -150,8 +150,9 @@ def _scan_rows(q: torch.Tensor, x: torch.Tensor, k: int, block: int, self_search
     x2, rows = (x * x).sum(1), max(1, min(block, (1 << 25) // len(x)))  # a slab holds at most 2**25 distances
     v = torch.empty(len(q), k, dtype=x.dtype, device=x.device)
     i = torch.empty(len(q), k, dtype=torch.int64, device=x.device)
+    slab = torch.empty(min(rows, len(q)), len(x), dtype=x.dtype, device=x.device)  # reused: no page faults per slab
     for A in progress(_blocks(len(q), rows), "neighbours"):
-        d = torch.addmm(x2[None], q[A], x.T, alpha=-2)  # |x_j|² - 2 q·x_j: each row's order; |q_i|² added after
+        d = torch.addmm(x2[None], q[A], x.T, alpha=-2, out=slab[:A.stop - A.start])  # |x_j|² - 2 q·x_j; |q_i|² after
         if self_search: d[torch.arange(len(d)), torch.arange(A.start, A.stop)] = -torch.inf
         v[A], i[A] = d.topk(k, 1, largest=False)
         v[A] = v[A].add_((q[A] * q[A]).sum(1, keepdim=True)).clamp_(min=0)
