@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from reid_nb.core import BadInputError
-from reid_nb.features import (as_features, extract_features, jaccard_distance, k_reciprocal_rerank, knn,
+from reid_nb.features import (as_features, sq_norms, extract_features, jaccard_distance, k_reciprocal_rerank, knn,
                               pairwise_distance)
 
 
@@ -308,3 +308,12 @@ def test_as_features_promotes_and_checks():
     assert as_features(torch.ones(2, 2, dtype=torch.float64)).dtype == torch.float64
     with pytest.raises(BadInputError, match="shape"):
         as_features(np.ones(3))
+
+
+def test_sq_norms_match_float64_and_handle_zero_rows():
+    x = torch.randn(300, 64) * torch.rand(300, 1) * 10
+    x[7] = 0
+    ref = (x.double() ** 2).sum(1)
+    got = sq_norms(x)
+    assert got.dtype == torch.float32 and got[7] == 0
+    assert torch.allclose(got.double(), ref, rtol=1e-6, atol=0)
