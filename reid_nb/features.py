@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .core import BadInputError, progress
+from .core import BadInputError, check_cap, check_loop, progress
 
 # %% ../nbs/40_features.ipynb #5b923cd7
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
@@ -56,15 +56,17 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
     n = len(bank)
     if n == 0: raise BadInputError("extract_features: the bank holds no images")
     if batch_size < 1: raise BadInputError(f"extract_features: batch_size={batch_size}: expected at least 1")
-    was_training, parts = model.training, []
+    was_training, parts, n_batches = model.training, [], check_cap(math.ceil(n / batch_size))
     model.eval()
     try:
-        with torch.no_grad():
-            for s in progress(range(0, n, batch_size), "features", total=math.ceil(n / batch_size)):
+        with torch.no_grad(), check_loop("image", "features", n, min(n, n_batches * batch_size)):
+            for s in progress(range(0, n_batches * batch_size, batch_size), "features", total=n_batches):
                 parts.append(_forward(model, bank, np.arange(s, min(s + batch_size, n)), device))
     finally:
         model.train(was_training)
-    return as_features(torch.cat(parts), "extract_features: model output")
+    feats = torch.cat(parts)
+    if len(feats) < n: feats = feats[torch.arange(n) % len(feats)]  # `--check` only: the few batches, repeated
+    return as_features(feats, "extract_features: model output")
 
 # %% ../nbs/40_features.ipynb #13e33224
 @torch.no_grad()

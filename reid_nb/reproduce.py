@@ -8,7 +8,8 @@ __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'L
            'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters', 'NotebookError',
            'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
            'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'default_jobs', 'reproduce',
-           'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main']
+           'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main', 'run_check',
+           'check_estimate', 'format_estimate']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
 import argparse
@@ -23,15 +24,17 @@ import operator
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tokenize
 from pathlib import Path
 from typing import NamedTuple
 
-from .core import (PROFILES, BadInputError, atomic_torch_save, atomic_write_text, config_hash, project_root,
-                          results_root, usable_folder, writable_folder)
+from .core import (CHECK_CAP, CHECK_ENV, CHECK_LOG, PROFILES, BadInputError, atomic_torch_save, atomic_write_text,
+                          cache_root, config_hash, project_root, results_root, usable_folder, writable_folder)
 
 # %% ../nbs/80_reproduce.ipynb #ac8c5a94
 class Rule(NamedTuple):
@@ -791,6 +794,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--prune", action="store_true", help="prune the set's checkpoints once it is published")
     run.add_argument("--fresh", action="store_true", help="retrain even when a finished set of this configuration "
                                                           "has checkpoints to read back")
+    run.add_argument("--check", action="store_true", help="run every cell with each loop capped to a few iterations, "
+                     "in a scratch folder; print the measured speeds and the estimated time of the full run")
     par = sub.add_parser("params", help="list a notebook's parameters")
     par.add_argument("notebook", help="an .ipynb path, or the name of a notebook in nbs/experiments/")
     rep = sub.add_parser("reproduce", help="run every experiment notebook in order")
@@ -846,6 +851,7 @@ def format_parameters(path: Path | str  # the notebook
 def _run_command(args: argparse.Namespace) -> int:
     """`reid-nb run`: run one notebook, list its set, print the executed copy's path last."""
     params, profile = _given(args.param, args.profile)
+    if args.check: return _check_command(args, params, profile)
     copy = run_notebook(find_notebook(args.notebook), profile=profile, output=args.output, force=args.force,
                         echo=True, prune=args.prune, fresh=args.fresh, **params)
     print(f"result set {copy.parent}")
@@ -878,3 +884,51 @@ def main(argv: list[str] | None = None  # command-line arguments (default: sys.a
         print("reid-nb: interrupted (Ctrl-C); an unfinished result set stays in its <key>.partial folder, and the "
               "same command resumes it", file=sys.stderr)
         return 130
+
+# %% ../nbs/80_reproduce.ipynb #bb766af1
+def run_check(path: Path | str,  # the notebook
+              profile: str | None = None,  # its `profile` parameter
+              **params,  # other parameters
+             ) -> tuple[Path, dict]:
+    """`reid-nb run --check`: run every cell with each loop capped, in a scratch folder; (executed copy, estimate)."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"reid-nb-check-{Path(path).stem}-"))
+    cache, start = str(cache_root()), time.time()  # decoded images do not depend on the check: share the real cache
+    with _environment(**{CHECK_ENV: str(scratch), "REID_NB_RESULTS": str(scratch / "results"), "REID_NB_CACHE": cache}):
+        copy = run_notebook(path, profile=profile, echo=True, **params)
+    return copy, check_estimate(scratch / CHECK_LOG, time.time() - start)
+
+def check_estimate(log: Path,  # the check's check.jsonl
+                   wall: float,  # seconds the capped run took
+                  ) -> dict:
+    """The full run's estimated seconds (the capped run's wall time plus each outermost loop's missing time), the
+    median seconds per training iteration and the seconds per extracted image (None when none ran)."""
+    recs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    its = [r["seconds"] / r["done"] for r in recs if r["kind"] == "iteration" and r["done"]]
+    images = [r for r in recs if r["kind"] == "image" and r["done"]]
+    return {"wall": wall, "estimate": wall + sum(r["estimate"] - r["seconds"] for r in recs if r["depth"] == 0),
+            "s_per_iteration": statistics.median(its) if its else None, "iterations_timed": len(its),
+            "s_per_image": sum(r["seconds"] for r in images) / sum(r["done"] for r in images) if images else None}
+
+def _duration(seconds: float) -> str:
+    """12 s, 4 min 05 s, 3 h 07 min."""
+    s = round(seconds)
+    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s // 60 % 60:02d} min"
+
+def format_estimate(e: dict  # from `check_estimate`
+                   ) -> str:
+    """The lines `reid-nb run --check` ends with."""
+    it = "n/a: no training loop ran" if e["s_per_iteration"] is None else \
+        f"{e['s_per_iteration']:.3f} s (median of {e['iterations_timed']} loops)"
+    img = "n/a: no extraction ran" if e["s_per_image"] is None else f"{1000 * e['s_per_image']:.2f} ms"
+    return (f"check: every training loop capped to {CHECK_CAP} iterations and 1 epoch, every extraction to {CHECK_CAP} "
+            f"batches; ran in {_duration(e['wall'])}\n  per training iteration: {it}; per extracted image: {img}\n"
+            f"  estimated full run on this machine: {_duration(e['estimate'])}")
+
+def _check_command(args: argparse.Namespace, params: dict, profile: str | None) -> int:
+    """`reid-nb run NB --check`: the capped run in a scratch folder, then the measured speeds and the estimate."""
+    if args.prune or args.fresh or args.output: raise BadInputError("--check writes only to a scratch folder: "
+                                                                    "drop --prune, --fresh and --output")
+    copy, estimate = run_check(find_notebook(args.notebook), profile, **params)
+    print(f"scratch result set (real results untouched): {copy.parent}")
+    print(format_estimate(estimate))
+    return 0

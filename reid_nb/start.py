@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import BadInputError, atomic_torch_save, atomic_write_text, config_hash, data_root
+from .core import BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root
 from .evaluation import evaluate_features
 from .features import extract_features
 from .models import BNNeck, build_backbone
@@ -154,8 +154,9 @@ START_BUDGETS = {"smoke": Budget(epochs=2, iters=10, batch=32, lr=1e-3),
                  "default": Budget(epochs=15, iters=100, batch=64, lr=1e-3)}
 
 def starts_folder() -> Path:
-    """Where starting points and ceilings are cached: <data root>/starts."""
-    return data_root() / "starts"
+    """Where starting points and ceilings are cached: <data root>/starts (a check's scratch folder in a check, whose
+    capped training must never stand in for a real start or ceiling)."""
+    return (check_folder() or data_root()) / "starts"
 
 def new_backbone(net: dict,  # the profile's network settings
                  weights=None,  # None, 'imagenet' or a weight file (e.g. `starting_point(...)`)

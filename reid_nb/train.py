@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import BadInputError, atomic_torch_save, config_hash, progress
+from .core import BadInputError, atomic_torch_save, check_cap, check_loop, config_hash, progress
 
 # %% ../nbs/35_train.ipynb #f6f7ee7c
 PLAIN = (int, float, str, bool, type(None), list, tuple, dict)
@@ -181,13 +181,16 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
     h, log, spent = None if config is None else config_hash(config), _log_on(verbose), []
     history = load_checkpoint(ckpt_path, state, h) if ckpt_path and Path(ckpt_path).exists() else []
     if log and 0 < len(history) < n_epochs: print(f"{desc}: resumed after epoch {len(history)}/{n_epochs}", flush=True)
-    for epoch in progress(range(len(history), n_epochs), desc, total=max(0, n_epochs - len(history))):
-        m, secs, images, step_secs = _timed_epoch(epoch_fn, epoch, state)
-        history.append({"epoch": epoch, **m})
-        spent.append(secs)
-        if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
-        eta = float(np.mean(spent)) * (n_epochs - epoch - 1)
-        if log: print(epoch_line(desc, epoch, n_epochs, m, secs, eta, images, step_secs, show), flush=True)
+    todo = max(0, n_epochs - len(history))
+    run = check_cap(todo, 1)  # all of them, or one in `reid-nb run --check`
+    with check_loop("epoch", desc, todo, run):
+        for epoch in progress(range(len(history), len(history) + run), desc, total=run):
+            m, secs, images, step_secs = _timed_epoch(epoch_fn, epoch, state)
+            history.append({"epoch": epoch, **m})
+            spent.append(secs)
+            if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
+            eta = float(np.mean(spent)) * (n_epochs - epoch - 1)
+            if log: print(epoch_line(desc, epoch, n_epochs, m, secs, eta, images, step_secs, show), flush=True)
     return history
 
 # %% ../nbs/35_train.ipynb #cd1ef5dd
@@ -253,16 +256,18 @@ def sgd_steps(n_iters: int,  # number of iterations
     """Run n_iters optimisation steps; return mean loss and metrics, n_steps, n_skipped and n_zero_loss."""
     it, rows, skipped, t0 = iter(batches), [], 0, time.perf_counter()
     scaler = torch.amp.GradScaler(_device_type(optimizer)) if amp == "fp16" else None
-    for i in progress(range(n_iters), desc):
-        batch = next(it, _END)
-        if batch is _END: raise BadInputError(f"sgd_steps: batches ran out after {i} of {n_iters} iterations")
-        row = _one_step(batch, step_fn, optimizer, amp, scaler)
-        _METER["images"] += _n_images(batch)
-        if row is None: skipped += 1
-        else: rows.append(row)
-        if scheduler is not None: scheduler.step()
+    n_run = check_cap(n_iters)  # all of them, or a few in `reid-nb run --check`
+    with check_loop("iteration", desc, n_iters, n_run):
+        for i in progress(range(n_run), desc):
+            batch = next(it, _END)
+            if batch is _END: raise BadInputError(f"sgd_steps: batches ran out after {i} of {n_iters} iterations")
+            row = _one_step(batch, step_fn, optimizer, amp, scaler)
+            _METER["images"] += _n_images(batch)
+            if row is None: skipped += 1
+            else: rows.append(row)
+            if scheduler is not None: scheduler.step()
     _METER["seconds"] += time.perf_counter() - t0
-    return _report(desc, n_iters, skipped, rows, sum(r["loss"] == 0.0 for r in rows))
+    return _report(desc, n_run, skipped, rows, sum(r["loss"] == 0.0 for r in rows))
 
 # %% ../nbs/35_train.ipynb #e4b12c98
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")

@@ -568,6 +568,27 @@ def test_reproduce_runs_seeds_at_once_in_workers_with_their_share_of_threads(pro
     assert main(["reproduce", "--jobs", "0"]) == 2
 
 
+CHECKED_LOOP = """import time
+from reid_nb.core import check_cap, check_loop
+n = check_cap(20)
+with check_loop("iteration", "toy", 20, n):
+    for _ in range(n): time.sleep(0.05)
+print("ran", n)"""
+
+
+def test_run_check_caps_loops_in_a_scratch_folder_and_prints_the_estimate(project, tmp_path, monkeypatch, capsys):
+    path = make_notebook(project / "nbs" / "experiments" / "toy.ipynb", "profile = 'default'  # p", CHECKED_LOOP)
+    monkeypatch.chdir(project)
+    assert main(["run", "toy", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "ran 2" in out and "per training iteration: 0.05" in out and "estimated full run on this machine" in out
+    scratch = Path(out.split("scratch result set (real results untouched): ")[1].split()[0])
+    assert not (tmp_path / "res").exists() and scratch.is_dir() and "reid-nb-check-toy-" in str(scratch)
+    e = rp.check_estimate(scratch.parents[2] / "check.jsonl", 10.0)
+    assert 10.0 + 18 * 0.05 <= e["estimate"] < 10.0 + 18 * 0.05 + 1  # 18 more iterations of 0.05 s
+    assert main(["run", "toy", "--check", "--prune"]) == 2
+
+
 # ---------------------------------------------------------------- the real datasets notebook
 
 @pytest.mark.slow

@@ -223,3 +223,31 @@ def test_speed_settings_by_device():
     assert speed_settings("cuda", "fp16") == {"amp": "fp16", "channels_last": True}
     with pytest.raises(BadInputError, match="amp='half'"):
         speed_settings("cpu", "half")
+
+
+def test_check_mode_caps_epochs_iterations_and_extraction_and_estimates_the_full_loop(tmp_path, monkeypatch):
+    import json
+    from reid_nb.core import CHECK_ENV, CHECK_LOG
+    from reid_nb.features import extract_features
+    monkeypatch.setenv(CHECK_ENV, str(tmp_path))
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([w], lr=0.1)
+    steps = []
+    def epoch(e, state):
+        return sgd_steps(50, iter(range(10**6)), lambda b: steps.append(b) or (w - 1).pow(2).sum(), opt)
+    hist = run_epochs(10, epoch, {"w": w})
+    assert len(hist) == 1 and steps == [0, 1]  # one epoch of two iterations
+    recs = [json.loads(line) for line in (tmp_path / CHECK_LOG).read_text().splitlines()]
+    it, ep = recs
+    assert (it["kind"], it["planned"], it["done"], it["depth"]) == ("iteration", 50, 2, 1)
+    assert (ep["kind"], ep["planned"], ep["done"], ep["depth"]) == ("epoch", 10, 1, 0)
+    assert it["estimate"] == pytest.approx(it["seconds"] * 25)
+    assert ep["estimate"] == pytest.approx(10 * (ep["seconds"] + it["estimate"] - it["seconds"]))
+    bank = torch.arange(10.0)[:, None].repeat(1, 4)  # "images" whose feature is their index
+    class Bank:
+        def __len__(self): return 10
+        def batch(self, idx, device=None): return bank[torch.as_tensor(idx)]
+    f = extract_features(torch.nn.Identity(), Bank(), batch_size=3)  # two batches of 3 run, then repeated
+    assert f.shape == (10, 4) and f[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+    monkeypatch.delenv(CHECK_ENV)
+    assert extract_features(torch.nn.Identity(), Bank(), batch_size=3)[:, 0].tolist() == list(range(10))
