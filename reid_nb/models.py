@@ -131,6 +131,8 @@ def _verify_resnet50(path: Path):
         raise BadInputError(f"weights={str(path)!r}: content does not match the sha256 prefix {m.group(1)} in its "
                             f"name (damaged or a stand-in); {_two_ways()}; or pass verify=False to use it unchecked")
 
+_STAND_INS: set[Path] = set()  # files declared stand-ins by check_weights(..., verify=False): not verified again
+
 def check_weights(arch: str = "resnet50",  # 'small' or 'resnet50'
                   weights: str | Path | None = "imagenet",  # None, 'imagenet' (torchvision cache) or a file
                   verify: bool = True,  # ResNet-50 files must match torchvision's published hash (False: stand-ins)
@@ -139,7 +141,8 @@ def check_weights(arch: str = "resnet50",  # 'small' or 'resnet50'
     if weights is None: return None
     path = imagenet_weights_path(arch) if weights == "imagenet" else Path(weights).expanduser()
     if not path.is_file(): raise BadInputError(f"weights={str(path)!r}: file not found; {_two_ways()}")
-    if verify and arch == "resnet50": _verify_resnet50(path)
+    if not verify: _STAND_INS.add(path.resolve())  # said once (e.g. `-p verify_weights false`), it holds for the run
+    elif arch == "resnet50" and path.resolve() not in _STAND_INS: _verify_resnet50(path)
     return path
 
 # %% ../nbs/30_models.ipynb #46765013
