@@ -113,7 +113,7 @@ def progress(iterable,  # what to iterate over
 # %% ../nbs/00_core.ipynb #4cfcc95e
 CHECK_ENV = "REID_NB_CHECK"  # set by `reid-nb run --check` for the kernel: the check's scratch folder
 CHECK_CAP = 2  # iterations and extraction batches a loop runs in a check (epochs: 1)
-CHECK_LOG = "check.jsonl"  # one line per finished top-level loop, in the scratch folder
+CHECK_LOG = "check.jsonl"  # one line per finished loop (with its depth), in the scratch folder
 _FRAMES: list[dict] = []  # the loops now running, outermost first
 
 def check_folder() -> Path | None:
