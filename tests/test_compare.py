@@ -113,6 +113,8 @@ def test_compositions_have_a_row_each_with_gains(sets):
         assert all(ONE_SEED.match(r[c]) for c in METRICS + ["mAP gain over the row", "mAP gain over its best part"])
     calr_ibbs, uga_calr = rows[-2], rows[-1]
     assert re.match(r"^\d+\.\d \(seed 0\)$", calr_ibbs["mAP"]) and re.match(r"^\d+\.\d \(seed 0\)$", uga_calr["mAP"])
+    assert re.match(r"^\d+ global clusters; the largest holds \d+% of the training images$", calr_ibbs["note"])
+    assert re.match(r"^\d+ tracklets from CALR's local clusters$", uga_calr["note"])
     main = by(read(sets["compare"] / "compare", f"per_seed-{TAG}.csv"), "method")
     per = by(read(sets["compare"] / "compare", f"compositions_per_seed-{TAG}.csv"), "composition")
     # gains are the composition minus its parts, per seed
