@@ -524,7 +524,7 @@ def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
     return sets[0] if sets else None
 
 # %% ../nbs/80_reproduce.ipynb #12105970
-EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr", "claims")
+EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr", "claims", "compare")
 
 def experiments_folder() -> Path:
     """The folder of the experiment notebooks: <project root>/nbs/experiments."""

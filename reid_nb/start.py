@@ -6,12 +6,13 @@
 __all__ = ['NETS', 'SOURCE_SEED', 'START_BUDGETS', 'CEILING_BUDGETS', 'BOUND_NOTES', 'Budget', 'net_settings',
            'override_settings', 'IdentityHead', 'supervised_loss', 'dense_identities', 'warmup_cosine',
            'train_supervised', 'starts_folder', 'new_backbone', 'cache_lock', 'starting_point', 'test_scores',
-           'floor_and_ceiling', 'bound_row', 'closed_gap']
+           'floor_and_ceiling', 'cached_bounds', 'ceiling_backbone', 'bound_row', 'closed_gap']
 
 # %% ../nbs/75_start.ipynb #cd1574d6
 import fcntl
 import json
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -242,15 +243,41 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
     return json.loads(path.read_text())
 
 def _measure_bounds(ds, banks: dict, net: dict, budget: Budget, start, path: Path, device, seed: int) -> None:
-    """Score the start (floor), train it with the true identities and score it again (ceiling); write `path`."""
+    """Score the start (floor), train it with the true identities and score it again (ceiling); write `path` and
+    the ceiling's weights beside it (`.pt`, written first: a JSON made by this code always has its weights)."""
     torch.manual_seed(seed)
     bb = new_backbone(net, start).to(device)
     floor = test_scores(bb, banks, ds, device)
+    t0 = time.perf_counter()
     train_supervised(bb, banks["train"], ds.train.pid, ds.train.cam, budget, net, device, seed,
                      path.with_suffix(".ckpt"), "ceiling")
+    kept = {"weights": {k: v.cpu() for k, v in bb.state_dict().items()}, "seconds": time.perf_counter() - t0}
+    atomic_torch_save(kept, path.with_suffix(".pt"))
     out = {"floor": floor, "ceiling": test_scores(bb, banks, ds, device), "ceiling_images": budget.images}
     atomic_write_text(path, json.dumps(out, indent=1))
     path.with_suffix(".ckpt").unlink(missing_ok=True)
+
+def cached_bounds(ds,  # the target dataset (`open_dataset`)
+                  profile: str,  # the profile
+                  seed: int = 0,  # the ceiling's training seed
+                  budget: Budget | None = None,  # the ceiling's budget (default: CEILING_BUDGETS[profile])
+                  start=None,  # the methods' initial weights (default: `starting_point(profile)`)
+                 ) -> tuple[dict | None, dict | None]:
+    """(the cached floor/ceiling JSON, the kept ceiling {'weights', 'seconds'}), each None when absent; never trains."""
+    budget = budget or CEILING_BUDGETS[profile]
+    path = _bounds_path(ds, profile, start or starting_point(profile), budget, seed)
+    with cache_lock(path):  # a run making them now finishes first
+        bounds = json.loads(path.read_text()) if path.exists() else None
+        kept = torch.load(path.with_suffix(".pt"), weights_only=True) if path.with_suffix(".pt").exists() else None
+    return bounds, kept
+
+def ceiling_backbone(kept: dict,  # the kept ceiling of `cached_bounds`
+                     profile: str,  # the profile (its network)
+                    ) -> nn.Module:
+    """The ceiling network (pooled features) from its kept weights, on the CPU."""
+    bb = new_backbone(net_settings(profile))
+    bb.load_state_dict(kept["weights"])
+    return bb.eval()
 
 # %% ../nbs/75_start.ipynb #32e6b209
 BOUND_NOTES = {"floor": "the starting point, no adaptation (direct transfer)",
