@@ -438,13 +438,13 @@ def contrastive_epoch(st: dict,  # run state from `new_run` (model, opt, rng, au
                       cam_loss: bool = False  # add the camera loss through the GRL
                      ) -> dict:
     """Memory from the clusters, then `n_iters` InfoNCE steps (plus the camera loss when on)."""
-    labels = np.asarray(labels)
-    if not (labels >= 0).any(): return {"n_steps": 0, "n_skipped": n_iters}
+    labels, batch = np.asarray(labels), _batch_size(np.asarray(labels), batch, instances)
+    if batch < 2: return {"n_steps": 0, "n_skipped": n_iters}  # no label, or one image: batch norm needs two
     model, dev = st["model"], torch.device(device)
     memory = ClusterMemory(label_centroids(feats.to(dev), labels), cfg.temp, cfg.momentum,
                            None if weights is None else weights.to(dev))
     y, c = torch.as_tensor(labels, device=dev), torch.as_tensor(np.asarray(cams), device=dev)
-    batches = identity_batches(labels, cams, _batch_size(labels, batch, instances), instances, st["rng"], n_iters)
+    batches = identity_batches(labels, cams, batch, instances, st["rng"], n_iters)
     def step(idx):
         i = torch.as_tensor(idx, device=dev); f = model(bank.batch(idx, st["augment"], dev))
         loss = memory(f, y[i])

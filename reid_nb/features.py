@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .core import BadInputError, check_cap, check_loop, progress
+from .core import BadInputError, check_batch, check_cap, check_loop, progress
 
 # %% ../nbs/40_features.ipynb #5b923cd7
 def as_features(x,  # (N, d) features: torch tensor or NumPy array
@@ -56,6 +56,7 @@ def extract_features(model: torch.nn.Module,  # maps a float batch (B, 3, H, W) 
     n = len(bank)
     if n == 0: raise BadInputError("extract_features: the bank holds no images")
     if batch_size < 1: raise BadInputError(f"extract_features: batch_size={batch_size}: expected at least 1")
+    batch_size = check_batch(batch_size)
     was_training, parts, n_batches = model.training, [], check_cap(math.ceil(n / batch_size))
     model.eval()
     try:

@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'LOCK', 'MANIFEST', 'SET_FORMAT',
-           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'SEEDS', 'Rule', 'Param', 'parameters_source',
-           'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters', 'NotebookError',
-           'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
+           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'SEEDS', 'REPRODUCE_OWN', 'Rule', 'Param',
+           'parameters_source', 'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters',
+           'NotebookError', 'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
            'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'default_jobs', 'reproduce',
            'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main', 'run_check',
-           'check_estimate', 'format_estimate']
+           'check_scratch', 'check_estimate', 'format_estimate']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
 import argparse
@@ -627,11 +627,46 @@ SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0,)}  # training seeds `
 def _runs(path: Path,  # an experiment notebook
           values: dict,  # profile, dataset, world
           seeds: tuple,  # the training seeds
+          params: dict,  # -p NAME VALUE for every notebook declaring NAME, -p NOTEBOOK:NAME VALUE for that one
          ) -> list[dict]:
     """The parameter sets of a notebook's runs: one per seed where it declares `seed` (extras on the first only)."""
-    declared = notebook_parameters(path)
-    if "seed" not in declared: return [_declared(path, {**values, "seeds": list(seeds)})]
-    return [_declared(path, {**values, "seed": s, "extras": s == seeds[0]}) for s in seeds]
+    declared, params = notebook_parameters(path), _params_of(path, params)
+    if "seed" not in declared: return [_declared(path, {**values, "seeds": list(seeds), **params})]
+    return [_declared(path, {**values, "seed": s, "extras": s == seeds[0], **params}) for s in seeds]
+
+def _runs_on(notebooks: list[Path], dataset: str) -> list[Path]:
+    """The notebooks that run on `dataset`: a notebook whose `dataset` parameter refuses it is skipped and named with
+    its reason (STGAL needs a clock, which MSMT17 lacks); a dataset that every such notebook refuses is an error."""
+    refused = {}
+    for path in notebooks:
+        p = notebook_parameters(path).get("dataset")
+        try:
+            if p is not None: coerce_value("dataset", dataset, p)
+        except BadInputError as e: refused[path] = f"{path.name}: {e}; " + re.sub(r"^\[[^\]]*\]\s*", "", p.comment)
+    declaring = [p for p in notebooks if "dataset" in notebook_parameters(p)]
+    if declaring and len(refused) == len(declaring):
+        raise BadInputError(f"--dataset {dataset}: no experiment notebook runs on it; " + "; ".join(refused.values()))
+    for path, why in refused.items(): print(f"skipped {path.stem}: {why}", flush=True)
+    return [p for p in notebooks if p not in refused]
+
+REPRODUCE_OWN = ("profile", "dataset", "world", "seed", "seeds")  # set by reproduce's own options, not by -p
+
+def _params_of(path: Path, params: dict) -> dict:
+    """The -p values meant for this notebook: NAME for all, NOTEBOOK:NAME for it alone (the latter wins)."""
+    shared = {k: v for k, v in params.items() if ":" not in k}
+    return shared | {k.split(":", 1)[1]: v for k, v in params.items() if k.split(":", 1)[0] == path.stem and ":" in k}
+
+def _check_params(params: dict, notebooks: list[Path]):
+    """Every -p NAME is declared by a notebook that will run (NOTEBOOK:NAME by that notebook), and none is one of
+    reproduce's own options."""
+    for key in params:
+        stem, _, name = key.rpartition(":")
+        if name in REPRODUCE_OWN:
+            raise BadInputError(f"-p {key}: set by reproduce's own options (--profile, --dataset, --world, --seeds)")
+        targets = [p for p in notebooks if p.stem == stem] if stem else notebooks
+        if not any(name in notebook_parameters(p) for p in targets):
+            raise BadInputError(f"-p {key}: no experiment notebook that runs declares {name!r} "
+                                f"(running: {', '.join(p.stem for p in notebooks)})")
 
 def reproduce(profile: str = "default",  # one of PROFILES
               only: list[str] | None = None,  # experiment names to run (default: all)
@@ -641,6 +676,8 @@ def reproduce(profile: str = "default",  # one of PROFILES
               fresh: bool = False,  # retrain instead of reading finished sets' checkpoints back
               world: str = "",  # synth only: '' (the profile's world), a preset name or a world folder
               jobs: int | None = None,  # runs at once (default: `default_jobs(profile)`); each gets cores // jobs threads
+              params: dict | None = None,  # NAME (every notebook declaring it) or NOTEBOOK:NAME (that one) -> VALUE
+              check: bool = False,  # every run capped (`run_check`), one after the other, in one scratch folder
              ) -> dict[str, str]:
     """Check, open the dataset, run every experiment notebook in order (per seed); return name -> error of failures."""
     if profile not in PROFILES: raise BadInputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
@@ -648,12 +685,26 @@ def reproduce(profile: str = "default",  # one of PROFILES
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise BadInputError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
     notebooks, values = experiment_notebooks(only=only), {"profile": profile, "dataset": dataset, "world": world}
-    runs = [(path, v) for path in notebooks for v in _runs(path, values, seeds)]
+    notebooks = _runs_on(notebooks, dataset)
+    _check_params(params or {}, notebooks)
+    runs = [(path, v) for path in notebooks for v in _runs(path, values, seeds, params or {})]
     _check_all(runs)
-    print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seeds {list(seeds)}: {len(notebooks)} notebooks, "
-          f"{len(runs)} runs", flush=True)
     jobs = default_jobs(profile) if jobs is None else jobs
     if jobs < 1: raise BadInputError(f"--jobs {jobs}: expected an integer >= 1")
+    if check and (prune or fresh): raise BadInputError("--check writes only to a scratch folder: drop --prune and --fresh")
+    print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seeds {list(seeds)}: {len(notebooks)} notebooks, "
+          f"{len(runs)} runs" + (" (--check: each capped, one at a time)" if check else ""), flush=True)
+    if not check: return _reproduce_runs(runs, profile, dataset, world, jobs, prune, fresh)
+    start = time.time()
+    with check_scratch("reproduce") as scratch:
+        failures = _reproduce_runs(runs, profile, dataset, world, 1, False, False)
+    print(f"scratch results (real results untouched): {scratch / 'results'}")
+    print(format_estimate(check_estimate(scratch / CHECK_LOG, time.time() - start)), flush=True)
+    return failures
+
+def _reproduce_runs(runs: list, profile: str, dataset: str, world: str, jobs: int, prune: bool, fresh: bool
+                   ) -> dict[str, str]:
+    """Open the dataset, build the start, run the phases; name -> error of the failed runs."""
     ds = _open_dataset(dataset, profile, world)
     print(f"dataset {getattr(ds, 'name', dataset)} at {getattr(ds, 'root', '?')}", flush=True)
     _build_start(profile)
@@ -809,6 +860,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--fresh", action="store_true", help="retrain instead of reading finished sets' checkpoints back")
     rep.add_argument("--jobs", type=int, metavar="N", help="per-seed runs at once, each with cores/N threads "
                                                             "(default: one per core; paper: 1)")
+    rep.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a parameter for every notebook that declares it, e.g. -p weights FILE, or for one "
+                          "notebook, e.g. -p calr:ablation false (repeatable)")
+    rep.add_argument("--check", action="store_true", help="every run capped as by `run --check`, one at a time, in "
+                     "one scratch folder; print the measured speeds and the estimated time of the whole reproduce")
     pru = sub.add_parser("prune", help="keep only weights and history in the checkpoints of finished result sets")
     pru.add_argument("notebook", nargs="?", help="only this notebook's sets (default: every notebook's)")
     pru.add_argument("--dry-run", action="store_true", help="only list what would be pruned")
@@ -868,7 +924,7 @@ def _command(args: argparse.Namespace) -> int:
         prune(args.notebook, dry_run=args.dry_run)
         return 0
     failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world,
-                         args.jobs)
+                         args.jobs, _given(args.param, None)[0], args.check)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
     print(f"\n{len(failures)} experiment notebook(s) failed" if failures else "\nall experiment notebooks ran")
     return 1 if failures else 0
@@ -891,11 +947,19 @@ def run_check(path: Path | str,  # the notebook
               **params,  # other parameters
              ) -> tuple[Path, dict]:
     """`reid-nb run --check`: run every cell with each loop capped, in a scratch folder; (executed copy, estimate)."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"reid-nb-check-{Path(path).stem}-"))
-    cache, start = str(cache_root()), time.time()  # decoded images do not depend on the check: share the real cache
-    with _environment(**{CHECK_ENV: str(scratch), "REID_NB_RESULTS": str(scratch / "results"), "REID_NB_CACHE": cache}):
-        copy = run_notebook(path, profile=profile, echo=True, **params)
+    start = time.time()
+    with check_scratch(Path(path).stem) as scratch: copy = run_notebook(path, profile=profile, echo=True, **params)
     return copy, check_estimate(scratch / CHECK_LOG, time.time() - start)
+
+@contextlib.contextmanager
+def check_scratch(name: str  # names the folder: reid-nb-check-<name>-*
+                 ):
+    """Capped runs inside: a new scratch folder under the system's temporary folder receives the results, the starts
+    and ceilings they train and the check log; decoded images do not depend on the check and use the real cache."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"reid-nb-check-{name}-"))
+    cache = str(cache_root())
+    with _environment(**{CHECK_ENV: str(scratch), "REID_NB_RESULTS": str(scratch / "results"), "REID_NB_CACHE": cache}):
+        yield scratch
 
 def check_estimate(log: Path,  # the check's check.jsonl
                    wall: float,  # seconds the capped run took

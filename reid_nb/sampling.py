@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import BadInputError, atomic_torch_save, config_hash, progress
+from .core import BadInputError, atomic_torch_save, check_batch, config_hash, progress
 
 # %% ../nbs/20_sampling.ipynb #2d3b15e4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -277,7 +277,7 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
                     ):
     """Yield index batches of CALR's sampler: P identities x K instances, other cameras first, drop_last."""
     labels, cams = _check_columns(labels, cams, "identity_batches")
-    done = 0
+    done, batch_size = 0, check_batch(batch_size, num_instances)
     while n_batches is None or done < n_batches:
         stream = identity_pass(labels, cams, num_instances, rng)
         if len(stream) < batch_size:
@@ -317,7 +317,9 @@ def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per imag
     labels, cams = _check_columns(labels_local, cams, "camera_balanced_batches")
     per_cam = [_members(np.where(cams == c, labels, -1)) for c in np.unique(cams[labels >= 0])]
     cycles = [_Cycle(len(t), rng) for t in per_cam]
-    batch = len(per_cam) * ids_per_cam * num_instances
+    per_id = len(per_cam) * num_instances  # images one tracklet per camera adds
+    ids_per_cam = check_batch(per_id * ids_per_cam, per_id) // per_id
+    batch = per_id * ids_per_cam
     n_batches = math.ceil((labels >= 0).sum() / batch) if n_batches is None else n_batches
     done = 0
     while done < n_batches:

@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .core import BadInputError
+from .core import BadInputError, check_batch
 from .features import pairwise_distance
 
 # %% ../nbs/61_stgal.ipynb #0b4ab675
@@ -447,6 +447,7 @@ def group_batches(groups: list[np.ndarray],  # groups of track ids
                   rng: np.random.Generator,  # random source
                  ):
     """Endless (image index, group id, key) batches in the code's 'unfix' mode."""
+    batch_size = check_batch(batch_size)
     while True:
         idx, gid, kk = [], [], []
         while len(idx) < batch_size:

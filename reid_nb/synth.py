@@ -6,14 +6,14 @@
 __all__ = ['PRESETS', 'WORLD', 'IDENTITY', 'CAMERA', 'WALK', 'BOXES', 'RENDER', 'SKIN', 'HAIR', 'TOPS', 'BOTTOMS', 'SHOES',
            'PATTERNS', 'LOWERS', 'BAGS', 'VIEWS', 'SPEED_SIGMA', 'TRAIN', 'TEST', 'SINGLE', 'ROLES',
            'GENERATOR_VERSION', 'IMAGE_COLUMNS', 'TRAVEL_DEFINITION', 'TRUTH_FILES', 'BUILD_LOCK', 'STALE_AFTER_S',
-           'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS', 'WorldConfig', 'world_config', 'seq_len_frames',
-           'check_config', 'knobs', 'stream', 'make_identity', 'make_identities', 'scene_strip', 'make_camera',
-           'make_cameras', 'camera_graph', 'true_components', 'mixture_cdf', 'mixture_pdf', 'next_camera_probs', 'walk',
-           'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou', 'simulate', 'market_name', 'boxes_table',
-           'new_canvas', 'compose', 'paint_person', 'gaussian_blur', 'camera_look', 'render_image', 'World',
-           'build_world', 'render_world', 'world_json', 'world_hash', 'write_truth', 'readme_text', 'foreign_files',
-           'make_world', 'read_table', 'load_truth', 'travel_components', 'truth_statistics', 'synth_world',
-           'real_root', 'open_dataset']
+           'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS', 'LAYOUTS', 'DUKE_FPS_NAMES', 'WorldConfig', 'world_config',
+           'seq_len_frames', 'check_config', 'knobs', 'stream', 'make_identity', 'make_identities', 'scene_strip',
+           'make_camera', 'make_cameras', 'camera_graph', 'true_components', 'mixture_cdf', 'mixture_pdf',
+           'next_camera_probs', 'walk', 'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou', 'simulate',
+           'market_name', 'boxes_table', 'new_canvas', 'compose', 'paint_person', 'gaussian_blur', 'camera_look',
+           'render_image', 'World', 'build_world', 'render_world', 'world_json', 'world_hash', 'write_truth',
+           'readme_text', 'foreign_files', 'make_world', 'read_table', 'load_truth', 'travel_components',
+           'truth_statistics', 'synth_world', 'real_root', 'open_dataset', 'copy_as_layout']
 
 # %% ../nbs/11_synth.ipynb #e741875e
 import csv
@@ -960,7 +960,7 @@ def travel_components(world: dict,  # world.json as a dict (load_truth(root)['wo
 
 # %% ../nbs/11_synth.ipynb #8342dc22
 from .core import PROFILES
-from .data import MARKET1501_PUBLISHED, load_dataset
+from .data import MARKET1501_PUBLISHED, SPLITS, load_dataset
 
 MARKET_EXTRA = {"imgs_per_visit": 2.29, "gallery_share_0000": 2798 / 19732, "gallery_share_junk": 3819 / 19732,
                 "queries_per_test_id": 3368 / 750, "gallery_good_per_query": 13115 / 3368}
@@ -1058,3 +1058,60 @@ def open_dataset(name: str = "synth",  # 'synth' or a real dataset: 'market1501'
     if name not in REAL_FOLDERS:
         raise BadInputError(f"dataset {name!r}: expected 'synth' or one of {', '.join(REAL_FOLDERS)}")
     return load_dataset(real_root(name, root), name, **options)
+
+# %% ../nbs/11_synth.ipynb #497d82b9
+LAYOUTS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID", "msmt17": "MSMT17_V1"}
+DUKE_FPS_NAMES = 60  # DukeMTMC-reID's frame numbers count at 60 fps
+
+def _kept(rec, ids: int | None, test_ids=None) -> tuple[np.ndarray, list]:
+    """(indices of the records whose identity is among the first `ids` positive ones, or in `test_ids`, and of the
+    distractors; those identities)."""
+    if test_ids is None: test_ids = list(dict.fromkeys(p for p in rec.pid.tolist() if p > 0))[:ids]
+    return np.flatnonzero(np.isin(rec.pid, test_ids) | (rec.pid <= 0)), test_ids
+
+def _layout_name(layout: str, rec, i: int, label: dict, count: dict) -> str | None:
+    """The relative path of image i of `rec` in `layout` (None: the layout has no such image)."""
+    pid, cam, name = int(rec.pid[i]), int(rec.cam[i]), Path(rec.path[i]).name
+    if layout == "market1501": return name
+    if pid <= 0: return None  # Duke and MSMT17 have no `0000` distractors
+    frame = int(round(float(rec.t_sec[i]) * DUKE_FPS_NAMES)) + 1
+    if layout == "dukemtmc": return f"{pid:04d}_c{cam + 1}_f{frame:07d}.jpg"
+    lab = label.setdefault(pid, len(label)); n = count[lab] = count.get(lab, 0) + 1
+    return f"{lab:04d}/{lab:04d}_{n:03d}_{cam + 1:02d}_0303morning_{frame % 10000:04d}_{n % 3}.jpg"
+
+def copy_as_layout(world: Path | str,  # a synthetic world's folder (Market names plus world/)
+                   layout: str,  # 'market1501', 'dukemtmc' or 'msmt17' (V1)
+                   out: Path | str,  # receives the dataset's official folder, e.g. out/DukeMTMC-reID (must be new)
+                   ids: int | None = None,  # keep the first `ids` identities of train and of test (None: all)
+                  ) -> tuple[Path, dict]:
+    """The world's images under a real dataset's folders, names and list files; (its folder, images left out per
+    split and reason)."""
+    if layout not in LAYOUTS: raise BadInputError(f"layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+    base = Path(out) / LAYOUTS[layout]
+    if base.exists(): raise BadInputError(f"{base}: already exists; copy_as_layout writes only into a new folder")
+    ds = load_dataset(world, "synth")
+    folders = ({"train": "train", "query": "test", "gallery": "test"} if layout == "msmt17" else
+               {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"})
+    lists, left_out, test_ids = {s: [] for s in SPLITS}, {s: 0 for s in SPLITS}, None
+    labels = {"train": ({}, {}), "test": ({}, {})}  # MSMT17: pid -> label, label -> images so far (per split)
+    for split in SPLITS:
+        rec = getattr(ds, split)
+        keep, chosen = _kept(rec, ids, test_ids if split == "gallery" else None)
+        if split == "query": test_ids = chosen
+        for i in keep:
+            rel = _layout_name(layout, rec, i, *labels["train" if split == "train" else "test"])
+            if rel is None: left_out[split] += 1; continue
+            (base / folders[split] / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rec.path[i], base / folders[split] / rel)
+            lists[split].append(rel)
+    if layout == "msmt17": _write_msmt_lists(base, lists)
+    return base, {s: {"distractors (the layout has none)": n} for s, n in left_out.items() if n}
+
+def _write_msmt_lists(base: Path, lists: dict):
+    """MSMT17's four list files (`<path> <label>` lines): train (four training images in five), val (the fifth),
+    query, gallery."""
+    train = lists["train"]
+    files = {"list_train.txt": [l for j, l in enumerate(train) if j % 5 != 4],
+             "list_val.txt": [l for j, l in enumerate(train) if j % 5 == 4],
+             "list_query.txt": lists["query"], "list_gallery.txt": lists["gallery"]}
+    for name, paths in files.items(): (base / name).write_text("".join(f"{p} {int(p[:4])}\n" for p in paths))

@@ -409,6 +409,8 @@ def test_contrastive_epoch_without_clusters_trains_nothing():
     before = [p.detach().clone() for p in st["model"].parameters()]
     m = contrastive_epoch(st, bank, torch.randn(len(pids), 128), np.full(len(pids), -1), cams, _toy_cfg(), 3, 8, 2)
     assert m == {"n_steps": 0, "n_skipped": 3}  # no cluster: no step at all
+    one = np.where(np.arange(len(pids)) == 0, 0, -1)  # one labelled image: a batch of one, which batch norm refuses
+    assert contrastive_epoch(st, bank, torch.randn(len(pids), 128), one, cams, _toy_cfg(), 3, 8, 2) == m
     assert all(torch.equal(a, b) for a, b in zip(before, st["model"].parameters()))
 
 

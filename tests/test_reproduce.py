@@ -589,6 +589,52 @@ def test_run_check_caps_loops_in_a_scratch_folder_and_prints_the_estimate(projec
     assert main(["run", "toy", "--check", "--prune"]) == 2
 
 
+
+def test_reproduce_check_runs_every_notebook_capped_in_one_scratch_folder(project, tmp_path, monkeypatch, capsys):
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\nseed = 0  # s\nm = 20  # m", CHECKED_LOOP + "\nprint('m is', m)")
+    make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s", CHECKED_LOOP)
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile: print("start built in", os.environ[rp.CHECK_ENV]))
+    monkeypatch.chdir(project)
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--check", "-p", "m", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs (--check: each capped, one at a time)" in out and out.count("ran 2") == 3 and out.count("m is 7") == 2
+    scratch = Path(out.split("scratch results (real results untouched): ")[1].split()[0])
+    assert "reid-nb-check-reproduce-" in str(scratch) and f"start built in {scratch.parent}" in out
+    assert not (tmp_path / "res").exists() and sorted(p.name for p in scratch.iterdir()) == ["claims", "uga"]
+    e = rp.check_estimate(scratch.parent / "check.jsonl", 0.0)
+    assert 3 * 18 * 0.05 <= e["estimate"] < 3 * 18 * 0.05 + 1  # three loops, 18 more iterations of 0.05 s each
+    assert "estimated full run on this machine" in out
+    assert main(["reproduce", "--profile", "smoke", "--check", "-p", "m", "7", "-p", "uga:m", "9"]) == 0
+    assert capsys.readouterr().out.count("m is 9") == 1  # NOTEBOOK:NAME wins over NAME for that notebook
+    for bad, why in ((["-p", "nope", "1"], "-p nope: no experiment notebook that runs declares 'nope' (running: uga, "
+                                           "claims)"),
+                     (["-p", "claims:m", "1"], "-p claims:m: no experiment notebook that runs declares 'm'"),
+                     (["-p", "uga:seed", "1"], "-p uga:seed: set by reproduce's own options"),
+                     (["--check", "--prune"], "--check writes only to a scratch folder")):
+        assert main(["reproduce", "--profile", "smoke", *bad]) == 2
+        assert why in capsys.readouterr().err
+
+
+def test_reproduce_skips_a_notebook_that_refuses_the_dataset_and_says_why(project, tmp_path, monkeypatch, capsys):
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|msmt17] d\nNAME = 'uga'  # n",
+                  "seed = 0\n" + TABLE)
+    make_notebook(exp / "stgal.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|market1501] needs a clock",
+                  "raise RuntimeError('must not run')")
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.chdir(project)
+    assert main(["reproduce", "--profile", "smoke", "--dataset", "msmt17"]) == 0
+    out = capsys.readouterr().out
+    skipped = [l for l in out.splitlines() if l.startswith("skipped stgal: stgal.ipynb: parameter dataset: 'msmt17' is "
+                                                       "not one of synth|market1501")]
+    assert len(skipped) == 1 and skipped[0].endswith("(declared [synth|market1501]); needs a clock")
+    assert "1 notebooks, 1 runs" in out and the_set(tmp_path / "res", "uga")
+    assert main(["reproduce", "--profile", "smoke", "--dataset", "veri"]) == 2  # refused by every notebook
+    assert "--dataset veri: no experiment notebook runs on it" in capsys.readouterr().err
+
 # ---------------------------------------------------------------- the real datasets notebook
 
 @pytest.mark.slow
