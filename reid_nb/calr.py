@@ -438,7 +438,8 @@ def contrastive_epoch(st: dict,  # run state from `new_run` (model, opt, rng, au
                       cam_loss: bool = False  # add the camera loss through the GRL
                      ) -> dict:
     """Memory from the clusters, then `n_iters` InfoNCE steps (plus the camera loss when on)."""
-    labels, batch = np.asarray(labels), _batch_size(np.asarray(labels), batch, instances)
+    labels = np.asarray(labels)
+    batch = _batch_size(labels, batch, instances)
     if batch < 2: return {"n_steps": 0, "n_skipped": n_iters}  # no label, or one image: batch norm needs two
     model, dev = st["model"], torch.device(device)
     memory = ClusterMemory(label_centroids(feats.to(dev), labels), cfg.temp, cfg.momentum,

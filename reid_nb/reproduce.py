@@ -637,30 +637,34 @@ def _runs(path: Path,  # an experiment notebook
 def _runs_on(notebooks: list[Path], dataset: str) -> list[Path]:
     """The notebooks that run on `dataset`: a notebook whose `dataset` parameter refuses it is skipped and named with
     its reason (STGAL needs a clock, which MSMT17 lacks); a dataset that every such notebook refuses is an error."""
+    declared = {path: ps["dataset"] for path in notebooks if "dataset" in (ps := notebook_parameters(path))}
     refused = {}
-    for path in notebooks:
-        p = notebook_parameters(path).get("dataset")
-        try:
-            if p is not None: coerce_value("dataset", dataset, p)
+    for path, p in declared.items():
+        try: coerce_value("dataset", dataset, p)
         except BadInputError as e: refused[path] = f"{path.name}: {e}; " + re.sub(r"^\[[^\]]*\]\s*", "", p.comment)
-    declaring = [p for p in notebooks if "dataset" in notebook_parameters(p)]
-    if declaring and len(refused) == len(declaring):
+    if declared and len(refused) == len(declared):
         raise BadInputError(f"--dataset {dataset}: no experiment notebook runs on it; " + "; ".join(refused.values()))
     for path, why in refused.items(): print(f"skipped {path.stem}: {why}", flush=True)
     return [p for p in notebooks if p not in refused]
 
 REPRODUCE_OWN = ("profile", "dataset", "world", "seed", "seeds")  # set by reproduce's own options, not by -p
 
+def _param_target(key: str) -> tuple[str, str]:
+    """(notebook stem, parameter name) of a -p key: 'calr:ablation' -> ('calr', 'ablation'); 'weights' -> ('', ...)."""
+    stem, _, name = key.rpartition(":")
+    return stem, name
+
 def _params_of(path: Path, params: dict) -> dict:
     """The -p values meant for this notebook: NAME for all, NOTEBOOK:NAME for it alone (the latter wins)."""
-    shared = {k: v for k, v in params.items() if ":" not in k}
-    return shared | {k.split(":", 1)[1]: v for k, v in params.items() if k.split(":", 1)[0] == path.stem and ":" in k}
+    targets = {key: _param_target(key) for key in params}
+    return ({name: params[k] for k, (stem, name) in targets.items() if not stem}
+            | {name: params[k] for k, (stem, name) in targets.items() if stem == path.stem})
 
 def _check_params(params: dict, notebooks: list[Path]):
     """Every -p NAME is declared by a notebook that will run (NOTEBOOK:NAME by that notebook), and none is one of
     reproduce's own options."""
     for key in params:
-        stem, _, name = key.rpartition(":")
+        stem, name = _param_target(key)
         if name in REPRODUCE_OWN:
             raise BadInputError(f"-p {key}: set by reproduce's own options (--profile, --dataset, --world, --seeds)")
         targets = [p for p in notebooks if p.stem == stem] if stem else notebooks

@@ -1076,7 +1076,8 @@ def _layout_name(layout: str, rec, i: int, label: dict, count: dict) -> str | No
     if pid <= 0: return None  # Duke and MSMT17 have no `0000` distractors
     frame = int(round(float(rec.t_sec[i]) * DUKE_FPS_NAMES)) + 1
     if layout == "dukemtmc": return f"{pid:04d}_c{cam + 1}_f{frame:07d}.jpg"
-    lab = label.setdefault(pid, len(label)); n = count[lab] = count.get(lab, 0) + 1
+    lab = label.setdefault(pid, len(label))
+    n = count[lab] = count.get(lab, 0) + 1
     return f"{lab:04d}/{lab:04d}_{n:03d}_{cam + 1:02d}_0303morning_{frame % 10000:04d}_{n % 3}.jpg"
 
 def copy_as_layout(world: Path | str,  # a synthetic world's folder (Market names plus world/)
