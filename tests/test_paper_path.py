@@ -56,7 +56,9 @@ def check(world, monkeypatch, capsys, *args):
     out, err = capsys.readouterr()
     assert status == 0, err[-3000:]
     assert not (world / "results").exists()  # nothing written into the real results
-    return out, Path(re.search(r"scratch results \(real results untouched\): (\S+)", out).group(1))
+    scratch = Path(re.search(r"scratch results \(real results untouched\): (\S+)", out).group(1))
+    for weights in [*scratch.parent.rglob("*.pt"), *scratch.parent.rglob("*.ckpt")]: weights.unlink()  # GBs each layout
+    return out, scratch
 
 
 def table(scratch, notebook, stem):
