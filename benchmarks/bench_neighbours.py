@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _reid_features import HEADER, features, market_split, measure, row, train_split
-from reid_nb.calr import dbscan_labels
+from reid_nb.clustering import dbscan_labels
 from reid_nb.features import jaccard_distance, k_reciprocal_rerank, knn
 from test_features import dense_from_sparse, dense_jaccard_reference, dense_rerank_reference
 
@@ -67,8 +67,9 @@ def bench_knn(x, q, k: int, name: str):
         (_, idx), ts = _times(knn, x, k, queries=q, backend=backend)
         ratio, rec = min(ts) / min(t_gemm), _recall64(x, q, k, idx)
         ok |= ratio <= 1.2 and rec == 1.0
+        verdict = "met" if ratio <= 1.2 else "MISSED" if backend == "torch" else "slower: torch is the default"
         rows.append(f"| knn {name}, k={k}, {backend} | {_span(ts)} | GEMM {_span(t_gemm)} | {ratio:.2f}x the GEMM | "
-                    f"recall vs float64 {rec:.4f} ({SAMPLE} rows) | {'met' if ratio <= 1.2 else 'MISSED'} |")
+                    f"recall vs float64 {rec:.4f} ({SAMPLE} rows) | {verdict} |")
     return rows, ok
 
 

@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['GradReverse', 'grad_reverse', 'CameraHead', 'camera_loss', 'momentum_update_', 'ClusterMemory',
-           'camera_entropy_weights', 'dense_distance', 'dbscan_labels', 'agglomerative_labels', 'relabel_small',
-           'infomap_labels', 'silhouette', 'density_scores', 'pick_pivots', 'refine_prob', 'refine_labels',
+           'camera_entropy_weights', 'density_scores', 'pick_pivots', 'refine_prob', 'refine_labels',
            'save_local_labels', 'load_local_labels', 'CALRConfig', 'CALRNet', 'build_calr_net', 'make_optimizer',
            'new_run', 'contrastive_epoch', 'intra_cluster', 'intra_camera_run', 'intra_camera_stage', 'inter_cluster',
            'refine_step', 'inter_camera_stage', 'evaluate_model']
@@ -20,14 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from infomap import Infomap
-from sklearn.cluster import DBSCAN, AgglomerativeClustering
-from sklearn.metrics import silhouette_score
 from torch import nn
 
+from .clustering import agglomerative_labels, dbscan_labels, edge_mask, infomap_labels, silhouette
 from .core import BadInputError, atomic_write_text, config_hash, progress
 from .evaluation import cluster_metrics, evaluate_features
 from .features import extract_features, jaccard_distance, knn, label_centroids
@@ -136,91 +132,6 @@ def camera_entropy_weights(labels,  # (N,) cluster labels, -1 ignored
     h = np.maximum(-(pi * np.log(np.where(pi > 0, pi, 1))).sum(1), 0.0)
     return torch.tensor(np.log1p(h), dtype=torch.float32)
 
-# %% ../nbs/62_calr.ipynb #5c86bebd
-def dense_distance(dist  # (N, N) distance: dense array, or sparse with missing pairs meaning distance 1
-                  ) -> np.ndarray:
-    """A dense copy of a (possibly sparse) Jaccard distance: missing pairs are 1, the diagonal 0."""
-    if not sp.issparse(dist): return np.asarray(dist, dtype=np.float64)
-    coo = sp.coo_matrix(dist)
-    out = np.ones(coo.shape)
-    out[coo.row, coo.col] = coo.data
-    np.fill_diagonal(out, 0.0)
-    return out
-
-def _check_square(dist, name: str):
-    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
-        raise BadInputError(f"{name}: expected a square (N, N) distance matrix, got shape {dist.shape}")
-
-def dbscan_labels(dist,  # (N, N) distance, dense or sparse (missing pairs = far)
-                  eps: float = 0.6,  # neighbourhood radius
-                  min_samples: int = 4  # core-point size, the point itself included
-                 ) -> np.ndarray:
-    """DBSCAN on a precomputed distance; outliers get -1 (§5.4, §5.5.1)."""
-    _check_square(dist, "dbscan_labels(dist)")
-    if sp.issparse(dist):
-        if eps >= 1: raise BadInputError(f"dbscan_labels: eps={eps} must be < 1 on a sparse distance (missing pairs are 1)")
-        dist = sp.csr_matrix(dist)
-    return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist).astype(np.int64)
-
-def agglomerative_labels(dist,  # (N, N) distance, dense or sparse (missing pairs = 1)
-                         n_clusters: int  # number of clusters wanted (clipped to 1..N)
-                        ) -> np.ndarray:
-    """Average-linkage agglomerative clustering on a precomputed distance; every point is labelled (§5.4)."""
-    _check_square(dist, "agglomerative_labels(dist)")
-    n = dist.shape[0]
-    if n < 2: return np.zeros(n, dtype=np.int64)
-    k = int(min(max(n_clusters, 1), n))
-    model = AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average")
-    return model.fit_predict(dense_distance(dist)).astype(np.int64)
-
-# %% ../nbs/62_calr.ipynb #865799b9
-def _edge_mask(knn_idx: np.ndarray, knn_dist: np.ndarray, min_sim: float) -> np.ndarray:
-    """kNN entries that are graph edges: not the node itself, with 1 - d >= min_sim."""
-    return (knn_idx != np.arange(len(knn_idx))[:, None]) & (knn_dist <= 1 - min_sim) & (knn_idx >= 0)
-
-def relabel_small(labels,  # (N,) cluster ids (any integers; -1 kept as -1)
-                  max_outlier_size: int = 4  # clusters of at most this size become -1
-                 ) -> np.ndarray:
-    """Clusters of size <= max_outlier_size become -1; the rest are renumbered 0.. by first appearance."""
-    labels = np.asarray(labels)
-    uniq, first, inv, counts = np.unique(labels, return_index=True, return_inverse=True, return_counts=True)
-    keep = (counts > max_outlier_size) & (uniq != -1)
-    order = np.argsort(first[keep], kind="stable")
-    new = np.full(len(uniq), -1, dtype=np.int64)
-    new[np.flatnonzero(keep)[order]] = np.arange(keep.sum())
-    return new[inv.ravel()]
-
-def infomap_labels(knn_idx: np.ndarray,  # (N, k) neighbour indices, self included
-                   knn_dist: np.ndarray,  # (N, k) cosine distances 1 - cos
-                   min_sim: float = 0.5,  # edges need cos >= min_sim
-                   max_outlier_size: int = 4,  # clusters of at most this size become -1
-                   seed: int = 0  # Infomap's random seed (shifted by 1: Infomap needs >= 1)
-                  ) -> np.ndarray:
-    """Two-level directed Infomap on the thresholded kNN graph; small clusters -> -1 (§5.5.1)."""
-    knn_idx, knn_dist = np.asarray(knn_idx), np.asarray(knn_dist)
-    if knn_idx.shape != knn_dist.shape or knn_idx.ndim != 2:
-        raise BadInputError(f"infomap_labels: knn_idx {knn_idx.shape} and knn_dist {knn_dist.shape} must be equal (N, k)")
-    n, mask = len(knn_idx), _edge_mask(knn_idx, knn_dist, min_sim)
-    rows, cols = np.nonzero(mask)
-    im = Infomap(two_level=True, directed=True, silent=True, seed=1 + seed % (2**31 - 2))
-    im.add_nodes(range(n))
-    im.add_links(zip(rows.tolist(), knn_idx[rows, cols].tolist(), (1 - knn_dist[rows, cols]).astype(float).tolist()))
-    modules = im.run().modules(level=-1) if len(rows) else {}
-    raw = np.array([modules.get(i, -2 - i) for i in range(n)])  # nodes without module: own singleton
-    raw[~mask.any(1)] = -2 - np.flatnonzero(~mask.any(1))  # nodes without edges are singletons too
-    return relabel_small(raw, max_outlier_size)
-
-# %% ../nbs/62_calr.ipynb #d68adff0
-def silhouette(dist,  # (N, N) distance, dense or sparse (missing pairs = 1)
-               labels  # (N,) cluster labels; -1 (outliers) left out
-              ) -> float:
-    """Silhouette score on a precomputed distance over non-outliers; NaN when undefined (§5.4)."""
-    labels = np.asarray(labels); keep = labels >= 0
-    n_clusters = len(np.unique(labels[keep]))
-    if n_clusters < 2 or n_clusters >= keep.sum(): return float("nan")
-    d = dense_distance(dist)[np.ix_(keep, keep)]
-    return float(silhouette_score(d, labels[keep], metric="precomputed"))
-
 # %% ../nbs/62_calr.ipynb #15baf688
 def density_scores(knn_idx: np.ndarray,  # (N, k) neighbour indices, self included
                    knn_dist: np.ndarray,  # (N, k) cosine distances 1 - cos
@@ -228,7 +139,7 @@ def density_scores(knn_idx: np.ndarray,  # (N, k) neighbour indices, self includ
                   ) -> np.ndarray:
     """s_i = sum over close neighbours j != i of 1 / (d_ij + mean kNN distance) (§5.5.2)."""
     knn_idx, knn_dist = np.asarray(knn_idx), np.asarray(knn_dist, dtype=np.float64)
-    mask = _edge_mask(knn_idx, knn_dist, min_sim)
+    mask = edge_mask(knn_idx, knn_dist, min_sim)
     return np.where(mask, 1.0 / (knn_dist + knn_dist.mean()), 0.0).sum(1)
 
 def pick_pivots(labels,  # (N,) cluster labels, -1 = unclustered

@@ -5,20 +5,19 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from reid_nb import calr
-from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, agglomerative_labels, camera_entropy_weights, camera_loss,
-                          contrastive_epoch, evaluate_model, intra_camera_stage, inter_camera_stage, load_local_labels,
-                          new_run, refine_step, save_local_labels,
-                          dbscan_labels, dense_distance, density_scores, grad_reverse,
-                          infomap_labels, momentum_update_, pick_pivots, refine_labels, refine_prob, relabel_small,
-                          silhouette)
+from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, camera_entropy_weights, camera_loss, contrastive_epoch,
+                          density_scores, evaluate_model, grad_reverse, inter_camera_stage, intra_camera_stage,
+                          load_local_labels, momentum_update_, new_run, pick_pivots, refine_labels, refine_prob,
+                          refine_step, save_local_labels)
+from reid_nb.clustering import dbscan_labels
 from reid_nb.core import BadInputError
 from reid_nb.features import label_centroids
 from reid_nb.sampling import ImageBank
+from test_clustering import blobs, knn_lists
 
 
 @pytest.fixture(autouse=True)
@@ -62,17 +61,6 @@ def _pivots_loop(labels, scores, rule):
         elif rule == "last_above_mean": out[k] = members[-1]
         else: out[k] = max(members, key=lambda i: (scores[i], i))
     return np.array([out[k] for k in range(max(out) + 1)])
-
-
-def _knn(X, k):
-    sim = X @ X.T; idx = np.argsort(-sim, 1, kind="stable")[:, :k]
-    return idx, 1 - np.take_along_axis(sim, idx, 1)
-
-
-def _blobs(rng, sizes, dim=8, noise=0.05):
-    """Unit vectors around orthogonal centres: one blob per entry of `sizes`."""
-    X = np.concatenate([np.eye(dim)[g] + noise * rng.standard_normal((n, dim)) for g, n in enumerate(sizes)])
-    return X / np.linalg.norm(X, axis=1, keepdims=True), np.repeat(np.arange(len(sizes)), sizes)
 
 
 # ---------------------------------------------------------------- gradient reversal and camera head
@@ -176,66 +164,11 @@ def test_camera_entropy_weights_hand_case():
     assert math.isclose(w[0].item(), math.log(1 + math.log(4)), rel_tol=1e-6) and w[1] == 0
 
 
-# ---------------------------------------------------------------- clustering wrappers
-def test_dbscan_dense_and_sparse_on_separable_data():
-    rng = np.random.default_rng(5)
-    X, gt = _blobs(rng, [10, 12, 8])
-    X = np.vstack([X, -np.ones((1, X.shape[1])) / np.sqrt(X.shape[1])])  # a loner
-    D = np.clip(1 - X @ X.T, 0, 1)
-    lab = dbscan_labels(D, eps=0.3, min_samples=4)
-    assert lab[-1] == -1 and len(set(lab[:-1])) == 3
-    assert all(len(set(lab[:-1][gt == g])) == 1 for g in range(3))
-    S = sp.csr_matrix(np.where(D < 0.3, D, 0)); S.setdiag(0.0)
-    assert (dbscan_labels(S, eps=0.3, min_samples=4) == lab).all()
-    with pytest.raises(BadInputError, match="eps"): dbscan_labels(S, eps=1.0)
-    with pytest.raises(BadInputError, match="square"): dbscan_labels(np.zeros((3, 4)))
-
-
-def test_agglomerative_on_separable_data_labels_everything():
-    rng = np.random.default_rng(6)
-    X, gt = _blobs(rng, [7, 9, 5, 6])
-    lab = agglomerative_labels(np.clip(1 - X @ X.T, 0, 1), n_clusters=4)
-    assert (lab >= 0).all() and len(set(lab)) == 4
-    assert all(len(set(lab[gt == g])) == 1 for g in range(4))
-    assert len(set(agglomerative_labels(np.zeros((3, 3)), n_clusters=10))) == 3  # clipped to N
-
-
-def test_dense_distance_fills_missing_pairs_with_one():
-    S = sp.csr_matrix(([0.2, 0.2, 0.0], ([0, 1, 2], [1, 0, 1])), shape=(3, 3))
-    assert np.array_equal(dense_distance(S), [[0, 0.2, 1], [0.2, 0, 1], [1, 0.0, 0]])
-
-
-def test_infomap_on_separable_data_and_small_clusters():
-    rng = np.random.default_rng(7)
-    X, gt = _blobs(rng, [9, 11, 10, 4, 1])
-    idx, dist = _knn(X, 15)
-    lab = infomap_labels(idx, dist, min_sim=0.5, max_outlier_size=4)
-    for g in range(3):
-        assert len(set(lab[gt == g])) == 1 and lab[gt == g][0] >= 0
-    assert len({lab[gt == g][0] for g in range(3)}) == 3
-    assert (lab[gt >= 3] == -1).all()  # a group of 4 (<= 4) and a loner
-    assert list(infomap_labels(idx, dist, max_outlier_size=3)[gt == 3]) == [3] * 4
-    with pytest.raises(BadInputError): infomap_labels(idx, dist[:, :3])
-
-
-def test_relabel_small():
-    assert list(relabel_small([5, 5, 9, 9, 9, -1, 7], 1)) == [0, 0, 1, 1, 1, -1, -1]
-
-
-def test_silhouette_ignores_outliers():
-    rng = np.random.default_rng(8)
-    X, gt = _blobs(rng, [6, 6])
-    D = np.clip(1 - X @ X.T, 0, 1)
-    D2 = np.pad(D, ((0, 1), (0, 1)), constant_values=1.0); D2[-1, -1] = 0
-    assert silhouette(D2, np.r_[gt, -1]) == pytest.approx(silhouette(D, gt))
-    assert math.isnan(silhouette(D, np.zeros(12, int)))
-
-
 # ---------------------------------------------------------------- density, pivots, refinement
 def test_density_scores_match_code_loop():
     rng = np.random.default_rng(9)
     X = rng.standard_normal((60, 6)); X /= np.linalg.norm(X, axis=1, keepdims=True)
-    idx, dist = _knn(X, 15)
+    idx, dist = knn_lists(X, 15)
     for ms in (0.0, 0.3, 0.5):
         assert np.allclose(density_scores(idx, dist, ms), _scores_loop(idx, dist, ms))
 
@@ -418,7 +351,7 @@ def test_refine_step_uses_density_pivots():
     """Two cameras; global cluster 0 merges two people of camera 0: the pivot's local cluster wins."""
     X = np.array([[1, 0.0], [0.99, 0.14], [0.98, 0.2], [0.9, 0.43], [0.97, 0.24]])
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    idx, dist = _knn(X, 5)
+    idx, dist = knn_lists(X, 5)
     glob = np.zeros(5, int); cams = np.array([0, 0, 1, 0, 1]); local = np.array([0, 0, 0, 1, 5])
     cfg = CALRConfig(min_sim=0.5)
     piv = pick_pivots(glob, density_scores(idx, dist, 0.5))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from reid_nb.core import BadInputError
 from reid_nb.features import (as_features, sq_norms, extract_features, jaccard_distance, k_reciprocal_rerank, knn,
-                              pairwise_distance)
+                              pairwise_distance, row_topk)
 
 
 # ---------------------------------------------------------------- dense references (ports of the original code)
@@ -125,6 +125,23 @@ def test_knn_self_matches_brute_force(block):
     assert (i == np.argsort(full, 1)[:, :10]).all()
     assert np.allclose(d, np.sort(full, 1)[:, :10], atol=1e-12)
     assert (i[:, 0] == np.arange(len(x))).all() and (d[:, 0] == 0).all()
+
+
+@pytest.mark.parametrize("shape,k,groups", [((5, 1003), 20, 8), ((4, 800), 100, 8), ((3, 97), 5, 4), ((2, 50), 7, 1)])
+def test_row_topk_values_equal_a_full_sort_even_with_ties(shape, k, groups):
+    g = torch.Generator().manual_seed(shape[1])
+    for d in (torch.rand(shape, generator=g), torch.randint(0, 30, shape, generator=g).double()):  # 30 values: ties
+        v, i = row_topk(d, k, groups)
+        assert torch.equal(v, d.sort(1).values[:, :k])  # the k smallest, ascending
+        assert torch.equal(d.gather(1, i), v) and all(len(set(r.tolist())) == k for r in i)  # distinct columns
+
+
+def test_knn_grouped_top_k_matches_brute_force_on_wide_rows():
+    x, q = clustered(10, 60, 8, 0.6, 3), clustered(3, 5, 8, 0.6, 5)  # 600 columns: 75 per group, more than k
+    for queries, ref in ((None, x), (q, q)):
+        full = ((ref[:, None] - x[None]) ** 2).sum(2)
+        d, i = knn(x, 12, queries=queries)
+        assert (i == np.argsort(full, 1, kind="stable")[:, :12]).all() and np.allclose(d, np.sort(full, 1)[:, :12])
 
 
 def test_knn_self_first_even_with_duplicates_and_small_slabs(monkeypatch):
