@@ -9,10 +9,13 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'STGALConfig', 'stgal_config', 'pt_variant
            'travel_counts', 'travel_pdf', 'pt_lookup', 'fit_travel_time', 'track_scores', 'ibbs', 'best_buddies',
            'merge_components', 'merged_images', 'negative_pool', 'select_negatives', 'MinedLabels', 'mine_labels',
            'group_batches', 'group_triplet_loss', 'triplet_anchors', 'group_step', 'multi_track_groups', 'fusion_pt',
-           'fused_rank_dist']
+           'fused_rank_dist', 'STGALData', 'stage1_batches', 'stage2_batches', 'train_triplet', 'Association',
+           'associate', 'label_quality', 'metrics_pct', 'score']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
+import math
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +25,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import BadInputError, check_batch
-from .features import pairwise_distance
+from .evaluation import evaluate
+from .features import extract_features, pairwise_distance
+from .sampling import Augment
+from .train import run_epochs, sgd_steps
 
 # %% ../nbs/61_stgal.ipynb #0b4ab675
 _CHOICES = dict(sigma_mode=("quantile", "max"), neg_def=("union", "frame", "group"), pt_norm=("source", "pair"),
@@ -522,3 +528,136 @@ def fused_rank_dist(d: np.ndarray,  # (Q, G) visual distances
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
     return rank.astype(np.float64)
+
+# %% ../nbs/61_stgal.ipynb #94b07f80
+@dataclass
+class STGALData:
+    "The training split as STGAL sees it (every array indexed by training image)."
+    bank: object  # reid_nb.sampling.ImageBank of the training images
+    vcam: np.ndarray  # (N,) virtual camera
+    cam: np.ndarray  # (N,) physical camera
+    t_frames: np.ndarray  # (N,) time in frames on the virtual camera's clock
+    track: np.ndarray  # (N,) track id (-1 = unused)
+    groups: list  # co-occurrence groups (arrays of track ids), reid_nb.sstt.cooccurrence_groups
+    n_vcams: int  # virtual cameras of the dataset
+
+    def __post_init__(self):
+        self.n_tracks = int(np.asarray(self.track).max()) + 1
+        self.images = track_images(self.track, self.n_tracks)  # image indices of every track
+        self.track_cam = np.array([self.cam[im[0]] for im in self.images])  # physical camera of every track
+
+def stage1_batches(data: STGALData,  # the training split
+                   batch: int  # images per batch (32 in the code)
+                  ):
+    """batches(rng) for stage 1: co-occurrence groups, every track its own key (§4.3)."""
+    return lambda rng: group_batches(data.groups, data.images, np.arange(data.n_tracks), batch, rng)
+
+def stage2_batches(labels: MinedLabels,  # from mine_labels
+                   batch: int  # images per batch
+                  ):
+    """batches(rng) for stage 2: the stage-2 groups, a track's images those of its component, the component its key
+    (§4.5)."""
+    return lambda rng: group_batches(labels.groups, labels.images, labels.comp, batch, rng)
+
+# %% ../nbs/61_stgal.ipynb #4c60473a
+def train_triplet(model: torch.nn.Module,  # backbone, trained in place
+                  batches,  # batches(rng) -> endless (idx, group, key) batches: stage1_batches / stage2_batches
+                  bank,  # ImageBank the batches index
+                  n_iters: int,  # SGD iterations
+                  lr: float,  # constant learning rate
+                  device: str | torch.device = "cpu",  # where the model runs
+                  seed: int = 0,  # seed of the sampler and the augmentation
+                  chunks: int = 1,  # checkpointed chunks the iterations are cut into
+                  ckpt=None,  # checkpoint file (resumes when it exists; None: no checkpoint)
+                  config=None,  # the run's configuration; a checkpoint with another one is refused
+                  desc: str = "STGAL",  # progress and log label
+                 ) -> list[dict]:
+    """One STGAL training run (§4.3, §4.5): the group triplet loss by SGD, momentum 0.9, weight decay 1e-4; returns
+    the history of the chunks (loss, share of batches with a valid anchor)."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    state = {"model": model, "opt": opt, "rng": np.random.default_rng(seed),
+             "aug": Augment(flip=0.5, pad=0, crop=False, erase=0.0, generator=seed)}
+    per, step = math.ceil(n_iters / chunks), group_step(bank, device)
+    def chunk(e, st):
+        model.train()
+        return sgd_steps(min(per, n_iters - e * per), batches(st["rng"]), lambda b: step(model, st["aug"], b),
+                         st["opt"], desc=desc)
+    return run_epochs(math.ceil(n_iters / per), chunk, state, ckpt, desc, config)
+
+# %% ../nbs/61_stgal.ipynb #38ca20a6
+class Association(NamedTuple):
+    "What §4.4 makes of one model: features, travel-time model, α, and (unless skipped) the track scores."
+    feats: torch.Tensor  # (N, d) features of the training images
+    travel: TravelTime  # σ, the matched set's statistics, P_t
+    alpha: float  # the α used for P_v
+    Sa: np.ndarray | None  # (T, T) track scores by P_a
+    Sv: np.ndarray | None  # (T, T) track scores by P_v
+
+def associate(model: torch.nn.Module,  # a trained backbone
+              data: STGALData,  # the training split
+              cfg: STGALConfig,  # settings
+              device: str | torch.device = "cpu",  # where features and distances are computed
+              rng: np.random.Generator | None = None,  # for the negative fallback of σ
+              alpha_c: float | None = None,  # None: α = cfg.alpha; else α = alpha_c / median D² of same-time negatives
+              with_scores: bool = True,  # False: skip the track scores (inference needs only σ and P_t)
+              batch_size: int = 256,  # extraction batch size
+             ) -> Association:
+    """Features of the training images, σ, the matched set and P_t (§4.4 steps 1-5), and S_a, S_v (steps 6-7)."""
+    f = extract_features(model, data.bank, device, batch_size=batch_size)
+    tt = fit_travel_time(f, data.vcam, data.cam, data.t_frames, data.track, data.groups, cfg, data.n_vcams, rng,
+                         device)
+    a = cfg.alpha if alpha_c is None else alpha_c / tt.stats["neg_d_median"]
+    tt.sigma = math.exp(-a * tt.d_q)
+    if not with_scores: return Association(f, tt, a, None, None)
+    Sa, Sv = track_scores(f, data.vcam, data.t_frames, data.track, tt, a, cfg.squared, device=device)
+    return Association(f, tt, a, Sa, Sv)
+
+# %% ../nbs/61_stgal.ipynb #4b90b987
+def label_quality(labels: MinedLabels,  # from mine_labels
+                  assoc: Association,  # the association they came from
+                  track_pid: np.ndarray,  # (T,) true identity of every track: read here only, for diagnostics
+                  track_cam: np.ndarray,  # (T,) physical camera of every track
+                 ) -> dict:
+    """How good the mined labels are against ground truth: the matched set, buddy-pair precision and recall of the
+    true cross-camera track pairs, merged components and their purity, hard negatives (shares in %)."""
+    p, n, tt = labels.pairs, labels.negatives, assoc.travel
+    same = track_pid[p[:, 0]] == track_pid[p[:, 1]] if len(p) else np.zeros(0, bool)
+    ta, tb = np.triu_indices(len(track_pid), 1)
+    true_pairs = int(((track_pid[ta] == track_pid[tb]) & (track_cam[ta] != track_cam[tb])).sum())
+    sizes = np.bincount(labels.comp)
+    pure = [len(np.unique(track_pid[labels.comp == c])) == 1 for c in np.flatnonzero(sizes > 1)]
+    return dict(alpha=assoc.alpha, neg_d_median=tt.stats["neg_d_median"], d_q=tt.d_q,
+                matched_pairs=tt.stats["n_matched"], matched_precision=tt.stats.get("matched_pairs_same_person"),
+                buddy_pairs=len(p), pair_precision=100 * same.mean() if len(p) else np.nan,
+                pair_recall=100 * same.sum() / max(true_pairs, 1), merged_components=int((sizes > 1).sum()),
+                largest_component=int(sizes.max()), component_purity=100 * np.mean(pure or [np.nan]),
+                hard_negatives=len(n),
+                negative_precision=100 * (track_pid[n[:, 0]] != track_pid[n[:, 1]]).mean() if len(n) else np.nan)
+
+# %% ../nbs/61_stgal.ipynb #76a49946
+def metrics_pct(dist: np.ndarray,  # (Q, G) distance (or rank) matrix, smaller first
+                query, gallery  # Records (pid, cam) of the query and gallery images
+               ) -> tuple:
+    """(R1 %, mAP %, valid queries, per-query AP) under the Market protocol of `reid_nb.evaluation.evaluate`."""
+    r = evaluate(dist, query.pid, gallery.pid, query.cam, gallery.cam)
+    return 100 * float(r["cmc"][0]), 100 * float(r["mAP"]), r["n_valid"], r["ap"]
+
+def score(model: torch.nn.Module,  # a trained backbone
+          data: STGALData,  # the training split (σ and P_t are re-estimated on it)
+          query_bank, gallery_bank,  # ImageBanks of the query and gallery images
+          query, gallery,  # Records (pid, cam, vcam, t_frames) of the query and gallery images
+          cfg: STGALConfig,  # settings
+          device: str | torch.device = "cpu",  # where features and distances are computed
+          rng: np.random.Generator | None = None,  # for the negative fallback of σ
+          alpha_c: float | None = None,  # as in `associate`
+          batch_size: int = 256,  # extraction batch size
+         ) -> dict:
+    """§4.6: the gallery ranked by P_v alone and by P_a (ties by P_v); R1 and mAP in % as `Pv` and `Pa`, with the
+    travel-time model, α, the distance, P_t and the per-query APs."""
+    assoc = associate(model, data, cfg, device, rng, alpha_c, with_scores=False, batch_size=batch_size)
+    fq, fg = (extract_features(model, b, device, batch_size=batch_size) for b in (query_bank, gallery_bank))
+    d = pair_dist(fq.to(device), fg.to(device), cfg.squared).double().cpu().numpy()
+    pt = fusion_pt(assoc.travel, query.vcam, query.t_frames, gallery.vcam, gallery.t_frames)
+    pv, pa = metrics_pct(d, query, gallery), metrics_pct(fused_rank_dist(d, pt, assoc.alpha), query, gallery)
+    return dict(Pv=pv[:2], Pa=pa[:2], tt=assoc.travel, alpha=assoc.alpha, n_valid=pv[2], d=d, pt=pt, ap_v=pv[3],
+                ap_a=pa[3])
