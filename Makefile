@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce test export bench lock clean-results docs prune
+.PHONY: venv reproduce test export bench lock clean-results docs docs-quarto prune
 
 venv: .venv/.installed
 
@@ -29,12 +29,20 @@ test: venv
 	.venv/bin/nbdev_test --n_workers 2
 	.venv/bin/pytest tests -q
 
-# The documentation site in _docs/ (git-ignored): nbdev processes the notebooks into _proc/, docs/execute_lessons.py
-# gives the chapters' lessons their outputs (notebooks are committed without them), Quarto renders the site.
-# Quarto comes from PyPI (quarto-cli, installed into .venv on first use, not part of the tested lock file); building
-# that package downloads the Quarto binary from the Quarto project's GitHub releases, so the first run needs that host.
+# The documentation site in _docs/ (git-ignored), from PyPI packages only: nbdev processes the notebooks into _proc/,
+# docs/execute_lessons.py gives the chapters' lessons their outputs (notebooks are committed without them), and
+# docs/render_html.py renders every notebook as a page with nbconvert.
+docs: venv
+	rm -rf _proc
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/nbdev_proc_nbs --file_re '\.(?:ipynb|qmd|html)$$'
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc
+	$(PY) docs/render_html.py _proc _docs
+
+# The same site rendered by Quarto (sidebar, search). Quarto comes from PyPI (quarto-cli, installed into .venv on first
+# use, not part of the tested lock file), but building that package downloads the Quarto binary from the Quarto
+# project's GitHub releases, so the first run needs that host.
 QUARTO_CLI ?= 1.10.19
-docs: venv .venv/bin/quarto
+docs-quarto: venv .venv/bin/quarto
 	rm -rf _proc
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/nbdev_proc_nbs --file_re '\.(?:ipynb|qmd|html)$$'
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc

@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['METRICS', 'DATASET_NAMES', 'TAGS', 'PUBLISHED', 'VERDICTS', 'CPU_BUDGET', 'STAND_IN', 'metrics_pct', 'Published',
-           'reference_dataset', 'published', 'published_index', 'paper_row', 'gain', 'published_gain', 'Claim', 'claim',
-           'claim_row', 'mean_sd', 'gap_closed', 'RunSetup', 'run_setup', 'comparability', 'caption', 'provenance',
-           'show_table', 'save_figure', 'Reference', 'start_setting', 'settings_table']
+           'reference_dataset', 'published', 'published_index', 'paper_row', 'gain', 'published_gain',
+           'paper_gain_text', 'Claim', 'claim', 'claim_row', 'mean_sd', 'gap_closed', 'RunSetup', 'run_setup',
+           'comparability', 'caption', 'provenance', 'show_table', 'save_figure', 'Reference', 'start_setting',
+           'settings_table']
 
 # %% ../nbs/70_report.ipynb #5ce93d67
 import io
@@ -168,6 +169,7 @@ def paper_row(label: str,  # the row's name, e.g. 'full UGA (stage 1 + 2)'
               reason_if_none: str = "",  # why there is no published number (required when `published` is None)
               ours_reason: str = "",  # why we have no number (required when `ours` is None)
               metrics: tuple | None = None,  # metrics shown, in this order (default: those present, METRICS order)
+              paper_metrics: tuple | None = None,  # metrics with paper and difference columns (default: `metrics`)
               **extra,  # more columns after the name (tracklets, feature, note, ...)
              ) -> dict:
     """One table row: our metrics, the paper's, ours minus the paper's; 'n/a: reason' where one is missing."""
@@ -178,10 +180,10 @@ def paper_row(label: str,  # the row's name, e.g. 'full UGA (stage 1 + 2)'
     if ours is None and not ours_reason: raise BadInputError("paper_row: ours is None; give ours_reason")
     metrics = metrics or tuple(m for m in METRICS if m in {**(ours or {}), **(published or {})})
     row = {"method": label, **extra, **_ours_cells(ours, metrics, ours_reason)}
-    for m in metrics:
+    for m in paper_metrics or metrics:
         p = _na(reason_if_none) if published is None else published.get(m, _na("not in the paper's table"))
         row[f"paper {m}"] = p
-    for m in metrics:
+    for m in paper_metrics or metrics:
         both = isinstance(row[m], float) and isinstance(row[f"paper {m}"], float)
         row[f"{m} - paper"] = row[m] - row[f"paper {m}"] if both else "n/a"
     return row
@@ -200,6 +202,15 @@ def published_gain(paper: str, dataset: str,
     """The paper's A minus B on `dataset`; None when it prints either row for another dataset only."""
     pa, pb = published(paper, dataset, a), published(paper, dataset, b)
     return None if pa is None or pb is None else gain(pa, pb)
+
+def paper_gain_text(paper: str, dataset: str,
+                    rows: tuple | None,  # (method row, baseline row) as the paper names them; None: not printed
+                   ) -> str:
+    """The paper's gain for a claims table: 'R1 +21.0, mAP +15.1 (Market-1501)', or why there is none."""
+    if rows is None: return "direction stated; gain not retrieved"
+    g = published_gain(paper, dataset, *rows)
+    if g is None: return f"n/a: not printed for {DATASET_NAMES[dataset]}"
+    return ", ".join(f"{k} {v:+.1f}" for k, v in g.items()) + f" ({DATASET_NAMES[reference_dataset(dataset)]})"
 
 # %% ../nbs/70_report.ipynb #9c2267ca
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -278,15 +289,18 @@ def claim(a,  # per-query AP or rank-1 hits of method A: (n_seeds, n_queries), o
 
 # %% ../nbs/70_report.ipynb #485cf7fe
 def claim_row(text: str,  # the claim in words, e.g. 'STGAL above Baseline B (Table 2)'
-              result: Claim,  # from `claim`
-              paper: str = "",  # what the paper reports, e.g. the published gain
+              result: Claim | None,  # from `claim`; None: not measured (give `reason`)
+              paper: str = "",  # what the paper reports, e.g. `paper_gain_text`
               metric: str = "mAP",  # the metric `result` compares (AP: mAP; rank-1 hits: R1)
+              reason: str = "",  # why there is no result, e.g. 'ablation=False'
              ) -> dict:
-    """One row of a claims table."""
+    """One row of a claims table; a claim not measured says why in the result and verdict cells."""
     if metric not in METRICS: raise BadInputError(f"metric={metric!r}: expected one of {METRICS}")
-    return {"claim": text, f"ours: {metric} A - B [95 % interval]":
-            f"{result.mean_diff:+.1f} [{result.low:+.1f}, {result.high:+.1f}]", "seeds": result.n_seeds,
-            "queries": result.n_queries, "paper": paper or "n/a: gain not retrieved", "verdict": result.verdict}
+    if result is None and not reason: raise BadInputError("claim_row: result is None; give reason")
+    ours = (_na(reason) if result is None else f"{result.mean_diff:+.1f} [{result.low:+.1f}, {result.high:+.1f}]")
+    return {"claim": text, f"ours: {metric} A - B [95 % interval]": ours,
+            "seeds": 0 if result is None else result.n_seeds, "queries": 0 if result is None else result.n_queries,
+            "paper": paper or "n/a: gain not retrieved", "verdict": _na(reason) if result is None else result.verdict}
 
 # %% ../nbs/70_report.ipynb #0270a5b3
 def mean_sd(values,  # one value per seed

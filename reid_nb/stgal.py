@@ -10,7 +10,7 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'STGALConfig', 'stgal_config', 'pt_variant
            'merge_components', 'merged_images', 'negative_pool', 'select_negatives', 'MinedLabels', 'mine_labels',
            'group_batches', 'group_triplet_loss', 'triplet_anchors', 'group_step', 'multi_track_groups', 'fusion_pt',
            'fused_rank_dist', 'STGALData', 'stage1_batches', 'stage2_batches', 'train_triplet', 'Association',
-           'associate', 'label_quality', 'metrics_pct', 'score']
+           'associate', 'label_quality', 'evaluate_pct', 'score']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
 import math
@@ -635,7 +635,7 @@ def label_quality(labels: MinedLabels,  # from mine_labels
                 negative_precision=100 * (track_pid[n[:, 0]] != track_pid[n[:, 1]]).mean() if len(n) else np.nan)
 
 # %% ../nbs/61_stgal.ipynb #76a49946
-def metrics_pct(dist: np.ndarray,  # (Q, G) distance (or rank) matrix, smaller first
+def evaluate_pct(dist: np.ndarray,  # (Q, G) distance (or rank) matrix, smaller first
                 query, gallery  # Records (pid, cam) of the query and gallery images
                ) -> tuple:
     """(R1 %, mAP %, valid queries, per-query AP) under the Market protocol of `reid_nb.evaluation.evaluate`."""
@@ -658,6 +658,6 @@ def score(model: torch.nn.Module,  # a trained backbone
     fq, fg = (extract_features(model, b, device, batch_size=batch_size) for b in (query_bank, gallery_bank))
     d = pair_dist(fq.to(device), fg.to(device), cfg.squared).double().cpu().numpy()
     pt = fusion_pt(assoc.travel, query.vcam, query.t_frames, gallery.vcam, gallery.t_frames)
-    pv, pa = metrics_pct(d, query, gallery), metrics_pct(fused_rank_dist(d, pt, assoc.alpha), query, gallery)
+    pv, pa = evaluate_pct(d, query, gallery), evaluate_pct(fused_rank_dist(d, pt, assoc.alpha), query, gallery)
     return dict(Pv=pv[:2], Pa=pa[:2], tt=assoc.travel, alpha=assoc.alpha, n_valid=pv[2], d=d, pt=pt, ap_v=pv[3],
                 ap_a=pa[3])

@@ -97,3 +97,46 @@ def test_make_prune_target_runs_the_prune_command():
     assert r.returncode == 0 and ".venv/bin/reid-nb prune uga --dry-run" in r.stdout.splitlines(), r.stdout + r.stderr
     r = subprocess.run(["make", "-n", "prune"], cwd=ROOT, capture_output=True, text=True)
     assert ".venv/bin/reid-nb prune" in [line.strip() for line in r.stdout.splitlines()], r.stdout
+
+
+def test_docs_render_every_notebook_with_links_between_pages(tmp_path):
+    """docs/render_html.py: one page per notebook, .ipynb links turned into .html links, one navigation bar."""
+    import importlib.util
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+    spec = importlib.util.spec_from_file_location("render_html", ROOT / "docs" / "render_html.py")
+    render_html = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render_html)
+    proc = tmp_path / "_proc"
+    (proc / "experiments").mkdir(parents=True)
+    chapter = new_notebook(cells=[new_markdown_cell("# uga\n\nSee [the index](index.ipynb)."),
+                                  new_code_cell("1 + 1", outputs=[new_output("execute_result", {"text/plain": "2"},
+                                                                             execution_count=1)])])
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Home\n\n[UGA](60_uga.ipynb#a-tiny-run), "
+                                                         "[run](experiments/uga.ipynb), [web](https://x.org/a.ipynb)")]),
+                   proc / "index.ipynb")
+    nbformat.write(chapter, proc / "60_uga.ipynb")
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# UGA experiment")]), proc / "experiments" / "uga.ipynb")
+    written = render_html.render(proc, tmp_path / "_docs")
+    assert [p.relative_to(tmp_path / "_docs").as_posix() for p in written] == [
+        "index.html", "60_uga.html", "experiments/uga.html"]
+    home, page, exp = (p.read_text() for p in written)
+    assert 'href="60_uga.html#a-tiny-run"' in home and 'href="experiments/uga.html"' in home
+    assert 'href="https://x.org/a.ipynb"' in home  # other sites' links stay as they are
+    assert 'href="index.html"' in page and ">2<" in page.replace("\n", "")  # the lesson's output is on the page
+    assert 'href="../60_uga.html">uga</a>' in exp  # the navigation bar, relative to a page one folder down
+
+
+def test_exported_code_joins_no_statements_and_keeps_lines_short():
+    """Exported cells: no statement-joining `;` and no line over 120 characters (nbdev's __all__ is generated)."""
+    import io
+    import tokenize
+    bad = []
+    for nb in LIBRARY_NBS:
+        for i, c in enumerate(cells(nb)):
+            src = source(c)
+            if c["cell_type"] != "code" or not EXPORT.search(src): continue
+            semis = [t.start[0] for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.string == ";"]
+            long = [n + 1 for n, line in enumerate(src.splitlines()) if len(line) > 120]
+            if semis or long: bad.append(f"{nb.name} cell {i}: `;` on lines {semis}, long lines {long}")
+    assert not bad, "\n".join(bad)
