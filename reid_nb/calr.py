@@ -35,7 +35,9 @@ from .train import run_epochs, sgd_steps
 class GradReverse(torch.autograd.Function):
     """Identity forward; the gradient times -lambda backward."""
     @staticmethod
-    def forward(ctx, x, lambd): ctx.lambd = lambd; return x.view_as(x)
+    def forward(ctx, x, lambd):
+        ctx.lambd = lambd
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad): return -ctx.lambd * grad, None
@@ -177,7 +179,8 @@ def refine_labels(labels,  # (N,) global cluster labels, -1 = unclustered
                   r: float = 1.0,  # probability of dropping a disagreeing member
                   rng: np.random.Generator | None = None  # draws the drops when r < 1
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-aware refinement: drop same-camera members outside the pivot's local cluster; returns (labels, dropped)."""
+    """Camera-aware refinement: drop same-camera members outside the pivot's local cluster; returns (labels,
+    dropped)."""
     labels, cams, local, pivots = (np.asarray(a) for a in (labels, cams, local, pivots))
     n = len(labels)
     p = np.where(labels >= 0, pivots[np.maximum(labels, 0)], -1)
@@ -191,9 +194,12 @@ def refine_labels(labels,  # (N,) global cluster labels, -1 = unclustered
 # %% ../nbs/62_calr.ipynb #3b8ef2fc
 def _relative(paths, root) -> list[str]:
     """Paths relative to `root` (already relative paths are kept); BadInputError for one outside it."""
-    root = Path(root).resolve(); out = []
+    root = Path(root).resolve()
+    out = []
     for p in map(Path, paths):
-        if not p.is_absolute(): out.append(p.as_posix()); continue
+        if not p.is_absolute():
+            out.append(p.as_posix())
+            continue
         try: out.append(p.resolve().relative_to(root).as_posix())
         except ValueError: raise BadInputError(f"{p}: image is not inside the dataset root {root}") from None
     return out
@@ -205,7 +211,8 @@ def save_local_labels(path: str | Path,  # the CSV to write
                       local  # (N,) intra-camera labels (-1 = outlier)
                      ) -> Path:
     """Write (relative path, cam, local label) rows atomically."""
-    buf = io.StringIO(); w = csv.writer(buf, lineterminator="\n")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "cam", "local_label"])
     w.writerows(zip(_relative(paths, root), np.asarray(cams).tolist(), np.asarray(local).tolist()))
     return atomic_write_text(path, buf.getvalue())
@@ -287,7 +294,8 @@ class CALRConfig:
                    "pooling": ("avg", "gem"), "arch": ("resnet50", "small"),
                    "degenerate_local": ("error", "keep"), "amp": (None, "bf16", "fp16")}
         for k, allowed in choices.items():
-            if getattr(self, k) not in allowed: raise BadInputError(f"CALRConfig.{k}={getattr(self, k)!r}: expected one of {allowed}")
+            if getattr(self, k) not in allowed:
+                raise BadInputError(f"CALRConfig.{k}={getattr(self, k)!r}: expected one of {allowed}")
 
 # %% ../nbs/62_calr.ipynb #9d2b6621
 class CALRNet(nn.Module):
@@ -330,7 +338,8 @@ def new_run(cfg: CALRConfig,  # model and optimiser settings
            ) -> dict:
     """The state of one training run: network, optimiser, schedule, sampler generator, augmentation."""
     torch.manual_seed(seed)
-    model = build_calr_net(cfg, n_cams, device); opt, sched = make_optimizer(model, cfg)
+    model = build_calr_net(cfg, n_cams, device)
+    opt, sched = make_optimizer(model, cfg)
     pad = max(1, round(10 * cfg.height / 256))  # Pad(10) at 256x128, scaled with the input
     return {"model": model, "opt": opt, "sched": sched, "rng": np.random.default_rng(seed),
             "augment": Augment(pad=pad, generator=seed)}
@@ -358,7 +367,8 @@ def contrastive_epoch(st: dict,  # run state from `new_run` (model, opt, rng, au
     y, c = torch.as_tensor(labels, device=dev), torch.as_tensor(np.asarray(cams), device=dev)
     batches = identity_batches(labels, cams, batch, instances, st["rng"], n_iters)
     def step(idx):
-        i = torch.as_tensor(idx, device=dev); f = model(bank.batch(idx, st["augment"], dev))
+        i = torch.as_tensor(idx, device=dev)
+        f = model(bank.batch(idx, st["augment"], dev))
         loss = memory(f, y[i])
         if not cam_loss: return loss
         lc = camera_loss(model.cam_head(f), c[i], cfg.cam_loss_double_softmax)
@@ -441,11 +451,13 @@ def intra_camera_stage(bank,  # ImageBank of all training images
                        gt=None  # ground-truth pids, for diagnostics only
                       ) -> dict:
     """Stage 1 for every camera: local labels (N,) unique within a camera, untrained labels, per-camera runs."""
-    cams = np.asarray(cams); local, untrained, runs = np.full(len(cams), -1), np.full(len(cams), -1), {}
+    cams = np.asarray(cams)
+    local, untrained, runs = np.full(len(cams), -1), np.full(len(cams), -1), {}
     for c in progress(np.unique(cams).tolist(), "CALR intra cameras"):
         idx = np.flatnonzero(cams == c)
         ck = None if ckpt_dir is None else Path(ckpt_dir) / f"intra_cam{c}.pt"
-        run = intra_camera_run(_sub_bank(bank, idx), cfg, device, seed * 1000 + c, ck, None if gt is None else np.asarray(gt)[idx])
+        run = intra_camera_run(_sub_bank(bank, idx), cfg, device, seed * 1000 + c, ck,
+                               None if gt is None else np.asarray(gt)[idx])
         _check_local(c, run, cfg)
         local[idx], untrained[idx], runs[c] = run["labels"], run["untrained"], run
     bad = [c for c, r in runs.items() if r["best_epoch"] < 0]
@@ -460,9 +472,11 @@ def inter_cluster(feats: torch.Tensor,  # (N, d) normalised features
                  ):
     """Stage-2 clustering: (labels, kNN indices, kNN cosine distances) (§5.5.1)."""
     kdist, kidx = knn(feats, min(cfg.knn_k, len(feats)), metric="cosine", device=device)
-    if cfg.inter_clusterer == "infomap": return infomap_labels(kidx, kdist, cfg.min_sim, cfg.max_outlier_size, seed), kidx, kdist
+    if cfg.inter_clusterer == "infomap":
+        return infomap_labels(kidx, kdist, cfg.min_sim, cfg.max_outlier_size, seed), kidx, kdist
     reach = min(1.0, float(np.nextafter(np.float32(cfg.eps), np.float32(2))))  # DBSCAN never looks further than eps
-    jac = jaccard_distance(feats, k1=min(cfg.jaccard_k1, len(feats)), k2=min(cfg.jaccard_k2, cfg.jaccard_k1, len(feats)),
+    jac = jaccard_distance(feats, k1=min(cfg.jaccard_k1, len(feats)),
+                           k2=min(cfg.jaccard_k2, cfg.jaccard_k1, len(feats)),
                            device=device, max_distance=reach)
     return dbscan_labels(jac, cfg.eps, cfg.min_samples), kidx, kdist
 
@@ -519,7 +533,8 @@ def inter_camera_stage(bank,  # ImageBank of all training images
                        oracle_global=None,  # (N,) true identities used as the global clusters (the oracle rung)
                       ):
     """Stage 2 (CALR, or Cluster-Contrast with every switch off): (trained network, history)."""
-    cams = np.asarray(cams); n_cams = n_cams or int(cams.max()) + 1
+    cams = np.asarray(cams)
+    n_cams = n_cams or int(cams.max()) + 1
     st = new_run(cfg, n_cams if cfg.camera_alignment else 0, device, seed)
     local = None if local is None else np.asarray(local)
     if oracle_global is not None: oracle_global = np.unique(np.asarray(oracle_global), return_inverse=True)[1].ravel()

@@ -37,7 +37,8 @@ def dbscan_labels(dist,  # (N, N) distance, dense or sparse (missing pairs = far
     """DBSCAN on a precomputed distance; outliers get -1 (§5.4, §5.5.1)."""
     _check_square(dist, "dbscan_labels(dist)")
     if sp.issparse(dist):
-        if eps >= 1: raise BadInputError(f"dbscan_labels: eps={eps} must be < 1 on a sparse distance (missing pairs are 1)")
+        if eps >= 1:
+            raise BadInputError(f"dbscan_labels: eps={eps} must be < 1 on a sparse distance (missing pairs are 1)")
         dist = sp.csr_matrix(dist)
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist).astype(np.int64)
 
@@ -81,7 +82,8 @@ def infomap_labels(knn_idx: np.ndarray,  # (N, k) neighbour indices, self includ
     """Two-level directed Infomap on the thresholded kNN graph; small clusters -> -1 (§5.5.1)."""
     knn_idx, knn_dist = np.asarray(knn_idx), np.asarray(knn_dist)
     if knn_idx.shape != knn_dist.shape or knn_idx.ndim != 2:
-        raise BadInputError(f"infomap_labels: knn_idx {knn_idx.shape} and knn_dist {knn_dist.shape} must be equal (N, k)")
+        raise BadInputError(f"infomap_labels: knn_idx {knn_idx.shape} and knn_dist {knn_dist.shape} must be equal "
+                            "(N, k)")
     n, mask = len(knn_idx), edge_mask(knn_idx, knn_dist, min_sim)
     rows, cols = np.nonzero(mask)
     im = Infomap(two_level=True, directed=True, silent=True, seed=1 + seed % (2**31 - 2))
@@ -97,7 +99,8 @@ def silhouette(dist,  # (N, N) distance, dense or sparse (missing pairs = 1)
                labels  # (N,) cluster labels; -1 (outliers) left out
               ) -> float:
     """Silhouette score on a precomputed distance over non-outliers; NaN when undefined (§5.4)."""
-    labels = np.asarray(labels); keep = labels >= 0
+    labels = np.asarray(labels)
+    keep = labels >= 0
     n_clusters = len(np.unique(labels[keep]))
     if n_clusters < 2 or n_clusters >= keep.sum(): return float("nan")
     d = dense_distance(dist)[np.ix_(keep, keep)]

@@ -189,14 +189,16 @@ def file_mode(folder: bool = False  # True: the mode of a new folder
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     """Write bytes to `path` through a temporary file and a rename; the file gets the user's umask mode."""
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, file_mode())  # mkstemp makes 0600 files: others sharing a results folder could not read them
     try:
         with os.fdopen(fd, "wb") as f: f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
@@ -206,7 +208,8 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 def atomic_torch_save(obj, path: Path | str) -> Path:
     """torch.save `obj` to `path` atomically."""
     import torch
-    buf = io.BytesIO(); torch.save(obj, buf)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
 # %% ../nbs/00_core.ipynb #cf0993a3
@@ -237,8 +240,11 @@ def write_table(rows: list[dict],  # one dict per row
                ) -> tuple[Path, Path]:
     """Write `rows` to <root>/<name>.csv and .md atomically; return both paths."""
     if not rows: raise BadInputError(f"table {name!r}: no rows to write")
-    root = Path(root or results_root()); cols = _columns(rows)
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader(); w.writerows(rows)
+    root = Path(root or results_root())
+    cols = _columns(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
     md = (f"{caption}\n\n" if caption else "") + table_markdown(rows, digits)
     return atomic_write_text(root / f"{name}.csv", buf.getvalue()), atomic_write_text(root / f"{name}.md", md)

@@ -192,7 +192,9 @@ def read_tracklets(root: Path  # the dataset folder
     """file (relative to root) -> tracklet id from root/tracklets.csv; {} when the file is absent."""
     path = Path(root) / "tracklets.csv"
     if not path.is_file(): return {}
-    with open(path, newline="") as f: reader = csv.DictReader(f); rows = list(reader)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
     if not {"file", "tracklet"} <= set(reader.fieldnames or ()):
         raise BadInputError(f"{path}: expected the columns file,tracklet; found {reader.fieldnames}")
     out = {}
@@ -236,7 +238,9 @@ class _Reader:
     def row(self, split: str, rel: str, folder: bool = False) -> dict | None:
         """The parsed row of one file (path relative to base; `folder`: it is a folder), or None when skipped."""
         name = rel.rsplit("/", 1)[-1]
-        if image_stem(name) is None: self.skip(split, "not an image file", rel); return None
+        if image_stem(name) is None:
+            self.skip(split, "not an image file", rel)
+            return None
         if folder:
             self.bad(split, "folder named like an image", rel, f"{self.base / rel}: is a folder, expected an image")
             return None
@@ -244,8 +248,11 @@ class _Reader:
             f = parse_name(name, self.dataset, self.n_cams)
             if self.check: self.check(f, name)
         except BadNameError as e:
-            self.bad(split, e.reason, rel, f"{self.base / rel}: {e.problem}"); return None
-        if f["pid"] == -1: self.skip(split, "junk (pid -1)", rel); return None
+            self.bad(split, e.reason, rel, f"{self.base / rel}: {e.problem}")
+            return None
+        if f["pid"] == -1:
+            self.skip(split, "junk (pid -1)", rel)
+            return None
         return f | {"path": str(self.base / rel), "rel": rel}
 
 def _scan(reader: _Reader, split: str, folder: str) -> list[dict]:
@@ -382,14 +389,16 @@ def _require(base: Path, name: str, entries: list[str], kind: str = "folder"):
 def _load_folders(root: Path, name: str, mode: str, strict: bool) -> ReidDataset:
     """Market-1501, DukeMTMC-reID or VeRi-776: one folder per split."""
     candidates, folders = FOLDER_LAYOUTS[name]
-    base = _base(root, candidates); _require(base, name, list(folders.values()))
+    base = _base(root, candidates)
+    _require(base, name, list(folders.values()))
     reader = _Reader(base, name, CAMERAS[name], strict, _check_market if name == "market1501" else None)
     rows = {s: _scan(reader, s, folder) for s, folder in folders.items()}
     return _dataset(name, reader, rows, folders, mode)
 
 def _load_synth(root: Path, name: str, mode: str, strict: bool) -> ReidDataset:
     """Our synthetic world: Market layout, plus world/world.json (clock) and tracklets.csv (tracker output)."""
-    world = read_world(root); _require(root, name, list(MARKET_SPLITS.values()))
+    world = read_world(root)
+    _require(root, name, list(MARKET_SPLITS.values()))
     reader = _Reader(root, "synth", world["n_cams"], strict, _synth_check(world["seq_len"]))
     rows = {s: _scan(reader, s, folder) for s, folder in MARKET_SPLITS.items()}
     return _dataset(name, reader, rows, MARKET_SPLITS, mode, world, read_tracklets(root))
@@ -407,7 +416,8 @@ def _msmt_rows(reader: _Reader, split: str, list_name: str, folder: str) -> list
         if not parts: continue
         if len(parts) != 2 or not parts[1].isdigit():
             reader.bad(split, "list line does not parse", where, f"{reader.base / list_name}, line {i}: expected "
-                       f"'<relative path> <label>', got {line.strip()!r}"); continue
+                       f"'<relative path> <label>', got {line.strip()!r}")
+            continue
         row = reader.row(split, f"{folder}/{parts[0]}")
         if row is not None and row["pid"] != int(parts[1]):
             reader.bad(split, "label contradicts the file name", where, f"{reader.base / list_name}, line {i}: label "
@@ -431,14 +441,17 @@ def _msmt_files_exist(reader: _Reader, split: str, rows: list[dict]) -> list[dic
         problem = _listed_problem(r, seen)
         message = f"{reader.base / r['where']}: {r['path']} {_MSMT_PROBLEMS.get(problem)}"
         if problem: reader.bad(split, problem, r["rel"], message)
-        else: keep.append(r); seen.add(r["rel"])
+        else:
+            keep.append(r)
+            seen.add(r["rel"])
     return keep
 
 def _load_msmt17(root: Path, name: str, mode: str, strict: bool) -> ReidDataset:
     """MSMT17 V1 (train/, test/) or V2 (mask_train_v2/, mask_test_v2/) from the four list files."""
     base = _base(root, ("MSMT17_V1", "MSMT17_V2"))
     train, test = ("mask_train_v2", "mask_test_v2") if (base / "mask_train_v2").is_dir() else ("train", "test")
-    _require(base, name, [train, test]); _require(base, name, [f for v in MSMT_LISTS.values() for f in v], "list file")
+    _require(base, name, [train, test])
+    _require(base, name, [f for v in MSMT_LISTS.values() for f in v], "list file")
     reader = _Reader(base, "msmt17", CAMERAS["msmt17"], strict)
     folder = {"train": train, "query": test, "gallery": test}
     rows = {s: [r for f in MSMT_LISTS[s] for r in _msmt_rows(reader, s, f, folder[s])] for s in SPLITS}

@@ -24,7 +24,8 @@ from .features import as_features, pairwise_distance
 def _labels(x, n: int, name: str) -> np.ndarray:
     """`x` as n integer labels (int64); BadInputError naming `name` otherwise."""
     a = np.asarray(x)
-    if a.ndim != 1 or len(a) != n: raise BadInputError(f"{name}: expected {n} labels (one per row/column), got shape {a.shape}")
+    if a.ndim != 1 or len(a) != n:
+        raise BadInputError(f"{name}: expected {n} labels (one per row/column), got shape {a.shape}")
     if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all()):
         raise BadInputError(f"{name}: expected integer labels, got dtype {a.dtype}")
     return a.astype(np.int64)
@@ -154,8 +155,10 @@ def _metrics(blocks, qp: np.ndarray, qc: np.ndarray, gal: dict, ties: str, ap_mo
 
 def _check_modes(ap_mode: str, ties: str, max_rank: int):
     """BadInputError for an unknown AP mode or tie rule, or a CMC shorter than 1."""
-    if ap_mode not in ("standard", "trapezoid"): raise BadInputError(f"ap_mode={ap_mode!r}: expected 'standard' or 'trapezoid'")
-    if ties not in ("pessimistic", "optimistic"): raise BadInputError(f"ties={ties!r}: expected 'pessimistic' or 'optimistic'")
+    if ap_mode not in ("standard", "trapezoid"):
+        raise BadInputError(f"ap_mode={ap_mode!r}: expected 'standard' or 'trapezoid'")
+    if ties not in ("pessimistic", "optimistic"):
+        raise BadInputError(f"ties={ties!r}: expected 'pessimistic' or 'optimistic'")
     if max_rank < 1: raise BadInputError(f"max_rank={max_rank}: expected at least 1")
 
 def _check_shape(nq: int, ng: int, what: str):
@@ -175,7 +178,8 @@ def evaluate(dist,  # (Q, G) distance (lower is better) or score (score=True); N
             ) -> dict:
     """CMC, mAP and mINP under the Market protocol (§6); queries without a true match are skipped and counted."""
     _check_modes(ap_mode, ties, max_rank)
-    if len(getattr(dist, "shape", ())) != 2: raise BadInputError(f"dist: expected a (Q, G) matrix, got {type(dist).__name__}")
+    if len(getattr(dist, "shape", ())) != 2:
+        raise BadInputError(f"dist: expected a (Q, G) matrix, got {type(dist).__name__}")
     nq, ng = dist.shape
     _check_shape(nq, ng, "evaluate")
     qp, qc = _labels(q_pids, nq, "q_pids"), _labels(q_cams, nq, "q_cams")
@@ -197,8 +201,10 @@ def evaluate_features(qf, gf,  # (Q, d) query and (G, d) gallery features
     """`evaluate` on the distance between query and gallery features, computed block by block."""
     _check_modes(ap_mode, ties, max_rank)
     qf, gf = as_features(qf, "evaluate_features(qf)"), as_features(gf, "evaluate_features(gf)")
-    if qf.shape[1] != gf.shape[1]: raise BadInputError(f"evaluate_features: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
-    if metric not in ("cosine", "euclidean"): raise BadInputError(f"metric={metric!r}: expected 'cosine' or 'euclidean'")
+    if qf.shape[1] != gf.shape[1]:
+        raise BadInputError(f"evaluate_features: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
+    if metric not in ("cosine", "euclidean"):
+        raise BadInputError(f"metric={metric!r}: expected 'cosine' or 'euclidean'")
     if metric == "cosine": qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
     qf, gf = qf.to(device), gf.to(device, qf.dtype)
     nq, ng = len(qf), len(gf)
@@ -279,8 +285,11 @@ def _image(img) -> np.ndarray:
 def _tile(ax, img, caption: str, colour: str):
     """One framed image with a caption."""
     ax.imshow(_image(img))
-    ax.set_xticks([]); ax.set_yticks([])
-    for side in ax.spines.values(): side.set_edgecolor(colour); side.set_linewidth(3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_edgecolor(colour)
+        side.set_linewidth(3)
     ax.set_xlabel(caption, fontsize=8)
 
 def _when(t) -> str:
@@ -301,7 +310,8 @@ def plot_ranked_list(dist_row, q_pid: int, q_cam: int, g_pids, g_cams,  # as in 
     for r, (ax, j) in enumerate(zip(axes[0, 1:], order), 1):
         ok = np.asarray(g_pids)[j] == q_pid
         t = None if g_times is None else np.asarray(g_times, dtype=float)[j]
-        _tile(ax, g_images[j], f"{r} {'✓' if ok else '✗'}\ncam {np.asarray(g_cams)[j]}{_when(t)}", "tab:green" if ok else "tab:red")
+        _tile(ax, g_images[j], f"{r} {'✓' if ok else '✗'}\ncam {np.asarray(g_cams)[j]}{_when(t)}",
+              "tab:green" if ok else "tab:red")
     for ax in axes[0, len(order) + 1:]: ax.axis("off")
     return fig
 
@@ -314,5 +324,8 @@ def plot_cmc(curves: dict,  # label -> CMC (fractions, index 0 = rank-1), e.g. e
     for label, cmc in curves.items():
         c = np.asarray(cmc)[:max_rank] * 100
         ax.plot(np.arange(1, len(c) + 1), c, marker="o", markersize=3, label=label)
-    ax.set_xlabel("rank"); ax.set_ylabel("matching rate (%)"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return ax.figure

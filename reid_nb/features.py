@@ -153,8 +153,11 @@ def _scan_self(x: torch.Tensor, k: int, block: int, keep: int = 0):
         for B in parts[ia:]:
             d = _sqdist(x[A], x[B], x2[A], x2[B])
             if A == B: d.fill_diagonal_(0)
-            top.push(A, d, B.start); rmax[A] = torch.maximum(rmax[A], d.amax(1))
-            if A != B: top.push(B, d.T.contiguous(), A.start); rmax[B] = torch.maximum(rmax[B], d.amax(0))
+            top.push(A, d, B.start)
+            rmax[A] = torch.maximum(rmax[A], d.amax(1))
+            if A != B:
+                top.push(B, d.T.contiguous(), A.start)
+                rmax[B] = torch.maximum(rmax[B], d.amax(0))
             if A.start < keep < B.stop:
                 r, c = min(A.stop, keep) - A.start, max(B.start, keep)
                 kept[A.start:A.start + r, c - keep:B.stop - keep] = d[:r, c - B.start:]
@@ -175,7 +178,8 @@ def _knn_faiss(x: torch.Tensor, q: torch.Tensor | None, k: int, device) -> tuple
 # %% ../nbs/40_features.ipynb #e6540800
 def _scan_rows(q: torch.Tensor, x: torch.Tensor, k: int, block: int, self_search: bool) -> tuple:
     """Top-k squared distances (ascending) and indices of every row of q among the rows of x: a slab of q's rows
-    against all of x at a time, one GEMM and one `row_topk` per slab (self_search: row i of q is x's row i, put first)."""
+    against all of x at a time, one GEMM and one `row_topk` per slab (self_search: row i of q is x's row i, put
+    first)."""
     x2, rows = sq_norms(x), max(1, min(block, (1 << 25) // len(x)))  # a slab holds at most 2**25 distances
     v = torch.empty(len(q), k, dtype=x.dtype, device=x.device)
     i = torch.empty(len(q), k, dtype=torch.int64, device=x.device)
@@ -202,7 +206,8 @@ def knn(x,  # (N, d) database features (tensor or array)
     _check_k(k, len(x), "knn: k")
     if q is not None and q.shape[1] != x.shape[1]:
         raise BadInputError(f"knn: queries have {q.shape[1]} dimensions, the database {x.shape[1]}")
-    if metric not in ("euclidean", "cosine"): raise BadInputError(f"knn: metric={metric!r}: expected 'euclidean' or 'cosine'")
+    if metric not in ("euclidean", "cosine"):
+        raise BadInputError(f"knn: metric={metric!r}: expected 'euclidean' or 'cosine'")
     if metric == "cosine": x, q = F.normalize(x, dim=1), (None if q is None else F.normalize(q, dim=1))
     if backend == "faiss": d, i = _knn_faiss(x, q, k, device)
     elif backend == "torch":
@@ -323,7 +328,8 @@ def _jaccard_csr(V: sp.csr_matrix, budget: int, max_distance: float) -> sp.csr_m
         data[used:used + len(d)], cols[used:used + len(d)] = d, col
         counts[r0:r1] = np.bincount(rows, minlength=r1 - r0)
         used += len(d)
-    data.resize(used, refcheck=False); cols.resize(used, refcheck=False)
+    data.resize(used, refcheck=False)
+    cols.resize(used, refcheck=False)
     return sp.csr_matrix((data, cols, np.concatenate([[0], np.cumsum(counts)])), shape=(n, n))
 
 def jaccard_distance(x,  # (N, d) features (normalised here)
@@ -340,7 +346,8 @@ def jaccard_distance(x,  # (N, d) features (normalised here)
         x = F.normalize(x, dim=1)  # unit vectors are used as they are (see above)
     _check_k(k1, len(x), "jaccard_distance: k1")
     _check_k(k2, k1, "jaccard_distance: k2 (at most k1)")
-    if not 0 < max_distance <= 1: raise BadInputError(f"jaccard_distance: max_distance={max_distance}: expected 0 < it <= 1")
+    if not 0 < max_distance <= 1:
+        raise BadInputError(f"jaccard_distance: max_distance={max_distance}: expected 0 < it <= 1")
     nbr = knn(x, k1, device=device, block=block)[1]
     V = _encode(nbr, k1, k1, lambda r, c: 2 - 2 * _pair_dots(x, r, c))
     if k2 != 1: V = _expand_query(V, nbr, k2)
@@ -371,7 +378,8 @@ def k_reciprocal_rerank(qf,  # (Q, d) query features
                        ) -> np.ndarray:
     """Re-ranked (Q, G) float32 distance of Zhong et al. 2017, as torchreid's / person-re-ranking's `re_ranking`."""
     qf, gf = as_features(qf, "k_reciprocal_rerank(qf)"), as_features(gf, "k_reciprocal_rerank(gf)")
-    if qf.shape[1] != gf.shape[1]: raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
+    if qf.shape[1] != gf.shape[1]:
+        raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
     x = torch.cat([qf, gf.to(qf.dtype)]).to(device)
     if bool((x == x[:1]).all()):  # every distance 0: the division by each row's maximum is 0/0
         raise BadInputError(f"k_reciprocal_rerank(qf, gf): all {len(x)} feature vectors are identical (constant or "

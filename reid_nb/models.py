@@ -45,7 +45,8 @@ class BNNeck(nn.BatchNorm1d):
     def __init__(self, dim: int  # feature dimension
                 ):
         super().__init__(dim)
-        nn.init.ones_(self.weight); nn.init.zeros_(self.bias)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
         self.bias.requires_grad_(False)
 
 # %% ../nbs/30_models.ipynb #d8da0da4
@@ -65,7 +66,9 @@ class SmallNet(nn.Sequential):
         layers, cin = [], 3
         for i, w in enumerate(widths):
             if i > 0: layers.append(nn.MaxPool2d(2) if i < len(widths) - 1 or last_stride == 2 else nn.Identity())
-            for _ in range(depth): layers.append(conv_bn_relu(cin, w)); cin = w
+            for _ in range(depth):
+                layers.append(conv_bn_relu(cin, w))
+                cin = w
         super().__init__(*layers)
         self.out_channels = widths[-1]
         for m in self.modules():
@@ -179,14 +182,16 @@ def load_backbone_weights(backbone: Backbone,  # the module to fill
                           path: str | Path,  # weight file
                          ) -> Backbone:
     """Load a torchvision or Backbone weight file into `backbone`; every body weight must be present."""
-    path = Path(path); sd = _state_dict_from(path)
+    path = Path(path)
+    sd = _state_dict_from(path)
     sd = {k if k.startswith(("body.", "pool.")) else f"body.{k}": v for k, v in sd.items()}
     own = backbone.state_dict()
     missing = [k for k in own if k.startswith("body.") and k not in sd]
     wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or wrong:
         raise BadInputError(f"weights={str(path)!r}: {len(missing)} body weights missing (e.g. {missing[:3]}), "
-                            f"{len(wrong)} with the wrong shape (e.g. {wrong[:3]}); expected a {type(backbone.body).__name__} state dict")
+                            f"{len(wrong)} with the wrong shape (e.g. {wrong[:3]}); expected a "
+                            f"{type(backbone.body).__name__} state dict")
     backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return backbone
 
@@ -198,7 +203,7 @@ def build_backbone(arch: str = "small",  # 'small' (CPU) or 'resnet50'
                    widths: tuple = (16, 32, 64, 128),  # SmallNet only: channels per block
                    depth: int = 2,  # SmallNet only: conv layers per block
                    verify: bool = True,  # check a ResNet-50 file against torchvision's hash (`check_weights`)
-                   channels_last: bool = True,  # channels_last memory format (measured faster on our CPU and usual on GPUs)
+                   channels_last: bool = True,  # channels_last memory format (faster on our CPU; usual on GPUs)
                   ) -> Backbone:
     """A backbone mapping (B, 3, H, W) images to pooled (B, d) features, with `.out_dim`."""
     if last_stride not in (1, 2): raise BadInputError(f"last_stride={last_stride!r}: expected 1 or 2")

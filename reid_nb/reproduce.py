@@ -33,7 +33,8 @@ import tokenize
 from pathlib import Path
 from typing import NamedTuple
 
-from .core import (CHECK_CAP, CHECK_ENV, CHECK_LOG, PROFILES, BadInputError, atomic_torch_save, atomic_write_text,
+from .core import (CHECK_CAP, CHECK_ENV, CHECK_LOG, PROFILES, BadInputError, atomic_torch_save,
+                          atomic_write_text,
                           cache_root, config_hash, project_root, results_root, usable_folder, writable_folder)
 
 # %% ../nbs/80_reproduce.ipynb #ac8c5a94
@@ -235,7 +236,9 @@ def check_parameters(path: Path | str,  # the notebook
     """`params` checked against the notebook's parameters cell and converted to the declared types."""
     declared, out, problems = notebook_parameters(path), {}, []
     for name, value in params.items():
-        if name not in declared: problems.append(_unknown(name, declared)); continue
+        if name not in declared:
+            problems.append(_unknown(name, declared))
+            continue
         try: out[name] = coerce_value(name, value, declared[name])
         except BadInputError as e: problems.append(str(e))
     if problems: raise BadInputError(f"{path}: " + "; ".join(problems))
@@ -679,7 +682,7 @@ def reproduce(profile: str = "default",  # one of PROFILES
               prune: bool = False,  # prune each set's checkpoints once published
               fresh: bool = False,  # retrain instead of reading finished sets' checkpoints back
               world: str = "",  # synth only: '' (the profile's world), a preset name or a world folder
-              jobs: int | None = None,  # runs at once (default: `default_jobs(profile)`); each gets cores // jobs threads
+              jobs: int | None = None,  # runs at once (default: `default_jobs(profile)`), cores // jobs threads each
               params: dict | None = None,  # NAME (every notebook declaring it) or NOTEBOOK:NAME (that one) -> VALUE
               check: bool = False,  # every run capped (`run_check`), one after the other, in one scratch folder
              ) -> dict[str, str]:
@@ -695,7 +698,8 @@ def reproduce(profile: str = "default",  # one of PROFILES
     _check_all(runs)
     jobs = default_jobs(profile) if jobs is None else jobs
     if jobs < 1: raise BadInputError(f"--jobs {jobs}: expected an integer >= 1")
-    if check and (prune or fresh): raise BadInputError("--check writes only to a scratch folder: drop --prune and --fresh")
+    if check and (prune or fresh):
+        raise BadInputError("--check writes only to a scratch folder: drop --prune and --fresh")
     print(f"reid-nb reproduce: profile {profile}, dataset {dataset}, seeds {list(seeds)}: {len(notebooks)} notebooks, "
           f"{len(runs)} runs" + (" (--check: each capped, one at a time)" if check else ""), flush=True)
     if not check: return _reproduce_runs(runs, profile, dataset, world, jobs, prune, fresh)
@@ -922,7 +926,9 @@ def _run_command(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     """Carry out one parsed command; return the exit status."""
-    if args.command == "params": print(format_parameters(find_notebook(args.notebook))); return 0
+    if args.command == "params":
+        print(format_parameters(find_notebook(args.notebook)))
+        return 0
     if args.command == "run": return _run_command(args)
     if args.command == "prune":
         prune(args.notebook, dry_run=args.dry_run)
@@ -938,8 +944,12 @@ def main(argv: list[str] | None = None  # command-line arguments (default: sys.a
     """The `reid-nb` command line."""
     args = _parser().parse_args(argv)
     try: return _command(args)
-    except BadInputError as e: print(f"reid-nb: error: {e}", file=sys.stderr); return 2
-    except NotebookError as e: print(f"reid-nb: {e}", file=sys.stderr); return 1
+    except BadInputError as e:
+        print(f"reid-nb: error: {e}", file=sys.stderr)
+        return 2
+    except NotebookError as e:
+        print(f"reid-nb: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("reid-nb: interrupted (Ctrl-C); an unfinished result set stays in its <key>.partial folder, and the "
               "same command resumes it", file=sys.stderr)
@@ -980,7 +990,8 @@ def check_estimate(log: Path,  # the check's check.jsonl
 def _duration(seconds: float) -> str:
     """12 s, 4 min 05 s, 3 h 07 min."""
     s = round(seconds)
-    return f"{s} s" if s < 60 else f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s // 60 % 60:02d} min"
+    if s < 60: return f"{s} s"
+    return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s // 60 % 60:02d} min"
 
 def format_estimate(e: dict  # from `check_estimate`
                    ) -> str:

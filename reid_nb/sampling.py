@@ -92,7 +92,7 @@ class ImageBank:
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
                   width: int,  # image width after resizing
-                  cache_dir: str | Path | None = None,  # cache folder (core.cache_root(), never a dataset folder); None: off
+                  cache_dir: str | Path | None = None,  # cache folder (core.cache_root(), never a dataset's); None: off
                   resample: str = "bicubic",  # 'bicubic' or 'bilinear'
                   workers: int = min(4, os.cpu_count() or 1),  # decoding threads (PIL releases the GIL)
                  ) -> "ImageBank":
@@ -188,10 +188,12 @@ def _shift(n: int, d: int) -> tuple[slice, slice]:
 
 def _pad_crop(self, x: torch.Tensor, fill=0) -> torch.Tensor:
     """Pad by `pad` pixels of `fill` and crop back to (H, W) at a random offset per image."""
-    B, C, H, W = x.shape; p = self.pad
+    B, C, H, W = x.shape
+    p = self.pad
     top = torch.randint(0, 2 * p + 1, (B,), generator=self.generator).tolist()
     left = torch.randint(0, 2 * p + 1, (B,), generator=self.generator).tolist()
-    out = torch.empty_like(x); out[:] = fill.to(x.device) if torch.is_tensor(fill) else fill
+    out = torch.empty_like(x)
+    out[:] = fill.to(x.device) if torch.is_tensor(fill) else fill
     for b, (i, j) in enumerate(zip(top, left)):
         if abs(i - p) >= H or abs(j - p) >= W: continue  # the crop lies entirely in the padding
         (rd, rs), (cd, cs) = _shift(H, i - p), _shift(W, j - p)
@@ -214,7 +216,8 @@ def erase_boxes(n: int,  # number of images
     ratio = torch.empty(n, attempts).uniform_(r1, 1 / r1, generator=generator)
     h, w = torch.round(torch.sqrt(area * ratio)).long(), torch.round(torch.sqrt(area / ratio)).long()
     fits = (h < height) & (w < width)
-    first = fits.long().argmax(1); rows = torch.arange(n)
+    first = fits.long().argmax(1)
+    rows = torch.arange(n)
     h, w = h[rows, first], w[rows, first]
     top = (torch.rand(n, generator=generator) * (height - h + 1)).long()
     left = (torch.rand(n, generator=generator) * (width - w + 1)).long()
@@ -224,7 +227,8 @@ def erase_boxes(n: int,  # number of images
 def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
     """Fill one random box per selected image with `erase_value` (in place)."""
     if self.erase <= 0: return x
-    B, C, H, W = x.shape; value = self.erase_value[0].to(x.device, x.dtype)
+    B, C, H, W = x.shape
+    value = self.erase_value[0].to(x.device, x.dtype)
     for b, (t, l, h, w) in enumerate(erase_boxes(B, H, W, self.generator, self.erase).tolist()):
         if h > 0: x[b, :, t:t + h, l:l + w] = value
     return x
@@ -273,7 +277,7 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
                      batch_size: int,  # images per batch (CALR: 256; intra stage 64)
                      num_instances: int,  # K images per identity (CALR: 16; intra stage 4)
                      rng: np.random.Generator,  # source of randomness
-                     n_batches: int | float | None = None,  # batches (new passes as needed); None: one pass; math.inf: endless
+                     n_batches: int | float | None = None,  # batches (more passes as needed); None: 1 pass; inf: no end
                     ):
     """Yield index batches of CALR's sampler: P identities x K instances, other cameras first, drop_last."""
     labels, cams = _check_columns(labels, cams, "identity_batches")
@@ -284,7 +288,8 @@ def identity_batches(labels: np.ndarray,  # pseudo label per image, -1 = exclude
             raise BadInputError(f"identity_batches: one pass yields {len(stream)} images < batch_size={batch_size}")
         for b in range(len(stream) // batch_size):
             if n_batches is not None and done == n_batches: return
-            yield stream[b * batch_size:(b + 1) * batch_size]; done += 1
+            yield stream[b * batch_size:(b + 1) * batch_size]
+            done += 1
         if n_batches is None: return
 
 # %% ../nbs/20_sampling.ipynb #9cfbc54c
@@ -306,12 +311,12 @@ def _pick(index: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(index, size=k, replace=len(index) < k)
 
 # %% ../nbs/20_sampling.ipynb #1b8cd999
-def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per image (unique within its camera), -1 = unused
+def camera_balanced_batches(labels_local: np.ndarray,  # tracklet label per image (unique in its camera), -1 = unused
                             cams: np.ndarray,  # camera per image
                             ids_per_cam: int = 4,  # P tracklets per camera per batch
                             num_instances: int = 4,  # K images per tracklet
                             *, rng: np.random.Generator,  # source of randomness
-                            n_batches: int | float | None = None,  # batches; None: ceil(N / batch size); math.inf: endless
+                            n_batches: int | float | None = None,  # batches; None: ceil(N / batch size); inf: endless
                            ):
     """Yield index batches with P tracklets x K images from every camera (UGA's equally camera sampling)."""
     labels, cams = _check_columns(labels_local, cams, "camera_balanced_batches")

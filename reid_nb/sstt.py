@@ -37,8 +37,11 @@ class TrackletLabels:
 # %% ../nbs/21_sstt.ipynb #7b831d87
 def _spans(tid: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of `t` per tracklet id (ids 0..n-1; -1 and NaN times ignored; NaN when none)."""
-    ok = tid >= 0; lo = np.full(n, np.inf); hi = np.full(n, -np.inf)
-    np.fmin.at(lo, tid[ok], t[ok]); np.fmax.at(hi, tid[ok], t[ok])
+    ok = tid >= 0
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    np.fmin.at(lo, tid[ok], t[ok])
+    np.fmax.at(hi, tid[ok], t[ok])
     return np.where(np.isfinite(lo), lo, np.nan), np.where(np.isfinite(hi), hi, np.nan)
 
 def _labels_from_keys(key: np.ndarray,  # (N,) int key per image, -1 = not used
@@ -50,12 +53,17 @@ def _labels_from_keys(key: np.ndarray,  # (N,) int key per image, -1 = not used
     """Number the keyed tracklets camera by camera (in key order) and build `TrackletLabels`."""
     used = key >= 0
     keys, inv = np.unique(key[used], return_inverse=True)
-    kcam = np.full(len(keys), -1); np.maximum.at(kcam, inv, cam[used])
+    kcam = np.full(len(keys), -1)
+    np.maximum.at(kcam, inv, cam[used])
     if (kcam[inv] != cam[used]).any():
         raise BadInputError("tracklet: one tracklet holds images of two cameras; expected one camera per tracklet")
-    order = np.lexsort((keys, kcam)); rank = np.empty_like(order); rank[order] = np.arange(len(order))
-    tid = np.full(len(key), -1); tid[used] = rank[inv]
-    tcam = kcam[order]; offsets = np.concatenate([[0], np.cumsum(np.bincount(tcam, minlength=n_cams))])
+    order = np.lexsort((keys, kcam))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    tid = np.full(len(key), -1)
+    tid[used] = rank[inv]
+    tcam = kcam[order]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(tcam, minlength=n_cams))])
     local = np.where(used, tid - offsets[np.where(used, cam, 0)], -1)
     t_start, t_end = _spans(tid, t, len(keys))
     return TrackletLabels(tid, local, tcam, t_start, t_end, n_cams, dict(skipped))
@@ -68,16 +76,20 @@ def assume_tracklets(pid: np.ndarray,  # (N,) ground-truth identity (-1 junk and
                      n_cams: int | None = None,  # number of cameras (default: max camera + 1)
                      ) -> TrackletLabels:
     """One tracklet per (person, camera), optionally split at time gaps of at least `max_gap`."""
-    pid, cam = np.asarray(pid), np.asarray(cam); n = len(pid)
+    pid, cam = np.asarray(pid), np.asarray(cam)
+    n = len(pid)
     t = np.full(n, np.nan) if t is None else np.asarray(t, dtype=float)
     if np.isfinite(max_gap) and np.isnan(t).any():
         raise BadInputError("t: a finite max_gap needs a time for every image; found NaN")
-    order = np.lexsort((np.arange(n), t, pid, cam)); order = order[pid[order] > 0]
+    order = np.lexsort((np.arange(n), t, pid, cam))
+    order = order[pid[order] > 0]
     c, p, tt = cam[order], pid[order], t[order]
     brk = (c[1:] != c[:-1]) | (p[1:] != p[:-1])
     if np.isfinite(max_gap): brk |= ~(np.diff(tt) < max_gap)
-    key = np.full(n, -1); key[order] = np.cumsum(np.r_[True, brk]) - 1
-    skipped = {k: int(v) for k, v in (("junk (pid -1)", (pid < 0).sum()), ("distractor (pid 0)", (pid == 0).sum())) if v}
+    key = np.full(n, -1)
+    key[order] = np.cumsum(np.r_[True, brk]) - 1
+    counts = (("junk (pid -1)", (pid < 0).sum()), ("distractor (pid 0)", (pid == 0).sum()))
+    skipped = {k: int(v) for k, v in counts if v}
     return _labels_from_keys(key, cam, t, n_cams or int(cam.max(initial=-1)) + 1, skipped)
 
 # %% ../nbs/21_sstt.ipynb #2102bb32
@@ -100,7 +112,9 @@ def sstt_sample(tracklet: np.ndarray,  # (N,) tracker id of each image (any ints
     key = np.full(len(t), -1)
     if has.any(): key[has] = np.unique(np.stack([tracklet[has], unit[has]]), axis=1, return_inverse=True)[1].ravel()
     nk = int(key.max(initial=-1)) + 1
-    ts, te = _spans(key, t, nk); ku = np.zeros(nk, int); ku[key[has]] = unit[has]
+    ts, te = _spans(key, t, nk)
+    ku = np.zeros(nk, int)
+    ku[key[has]] = unit[has]
     s0 = _spans(ku, ts, int(ku.max(initial=-1)) + 1)[0][ku] if start is None else np.full(nk, float(start))
     first = s0 + np.ceil((ts - s0) / period) * period
     keep = first <= te
@@ -133,7 +147,8 @@ def cooccurrence_groups(t_start: np.ndarray,  # (T,) start time of each tracklet
     n = np.maximum(k_hi - k_lo + 1, 0).astype(int)
     tr = np.repeat(np.arange(len(ts)), n)
     k = np.repeat(k_lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    order = np.lexsort((tr, k, unit[tr])); tr, k = tr[order], k[order]
+    order = np.lexsort((tr, k, unit[tr]))
+    tr, k = tr[order], k[order]
     cut = np.flatnonzero(np.r_[True, (unit[tr][1:] != unit[tr][:-1]) | (k[1:] != k[:-1])])
     return Groups(np.split(tr, cut[1:]), unit[tr][cut], (k[cut] * period).astype(np.int64))
 
@@ -144,7 +159,8 @@ def collision_stats(labels: TrackletLabels,  # tracklet labels of a split
                     ) -> dict:
     """How often one person holds several tracklet labels in one camera (and related label statistics)."""
     pid, cam, tid = np.asarray(pid), np.asarray(cam), labels.tracklet
-    person = pid > 0; used = person & (tid >= 0)
+    person = pid > 0
+    used = person & (tid >= 0)
     pairs = np.unique(np.stack([pid[used], cam[used], tid[used]]), axis=1)  # distinct (person, cam, tracklet)
     _, per_pc = np.unique(pairs[:2], axis=1, return_counts=True)
     _, per_t = np.unique(pairs[2], return_counts=True)

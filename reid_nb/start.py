@@ -100,7 +100,9 @@ def supervised_loss(feats: torch.Tensor,  # (B, d) pooled features
 def dense_identities(pids: np.ndarray  # (N,) identities; <= 0 (junk, distractors) are not trained on
                     ) -> tuple[np.ndarray, int]:
     """Class index 0..C-1 per image (-1 for pid <= 0) and the number of classes C."""
-    pids = np.asarray(pids); y = np.full(len(pids), -1, dtype=np.int64); ok = pids > 0
+    pids = np.asarray(pids)
+    y = np.full(len(pids), -1, dtype=np.int64)
+    ok = pids > 0
     uniq, y[ok] = np.unique(pids[ok], return_inverse=True)
     if len(uniq) < 2: raise BadInputError(f"supervised training: {len(uniq)} identities with pid > 0; expected >= 2")
     return y, len(uniq)
@@ -138,10 +140,12 @@ def train_supervised(backbone: nn.Module,  # the network to train (changed in pl
     y, n_classes = dense_identities(pids)
     state = _supervised_state(backbone, n_classes, budget, net, device, seed)
     def step(idx):
-        f = backbone(bank.batch(idx, state["aug"], device)); yy = torch.as_tensor(y[idx], device=device)
+        f = backbone(bank.batch(idx, state["aug"], device))
+        yy = torch.as_tensor(y[idx], device=device)
         return supervised_loss(f, state["head"](f), yy)
     def epoch_fn(epoch, st):
-        backbone.train(); st["head"].train()
+        backbone.train()
+        st["head"].train()
         batches = identity_batches(y, cams, budget.batch, budget.instances, st["rng"], n_batches=budget.iters)
         return sgd_steps(budget.iters, batches, step, st["opt"], st["sched"], desc)
     config = dict(budget=asdict(budget), net=net, n=len(y), classes=n_classes, seed=seed)

@@ -102,8 +102,10 @@ def track_images(track: np.ndarray,  # (N,) track id per image, -1 = unused
                  n_tracks: int | None = None,  # number of tracks (default: max id + 1)
                 ) -> list[np.ndarray]:
     """The image indices of every track, in index order."""
-    track = np.asarray(track); n = int(track.max()) + 1 if n_tracks is None else n_tracks
-    order = np.argsort(track, kind="stable"); order = order[track[order] >= 0]
+    track = np.asarray(track)
+    n = int(track.max()) + 1 if n_tracks is None else n_tracks
+    order = np.argsort(track, kind="stable")
+    order = order[track[order] >= 0]
     return np.split(order, np.searchsorted(track[order], np.arange(1, n)))
 
 # %% ../nbs/61_stgal.ipynb #40a21629
@@ -114,7 +116,9 @@ def _pairs_within(blocks: list[np.ndarray],  # index arrays
     out = []
     for n, blk in enumerate(blocks):
         a, b = np.triu_indices(len(blk), 1)
-        if labels is not None: keep = labels[n][a] != labels[n][b]; a, b = a[keep], b[keep]
+        if labels is not None:
+            keep = labels[n][a] != labels[n][b]
+            a, b = a[keep], b[keep]
         out.append(np.stack([blk[a], blk[b]], 1))
     pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
     return np.sort(pairs, axis=1).astype(np.int64)
@@ -124,7 +128,8 @@ def frame_negatives(vcam: np.ndarray,  # (N,) virtual camera per image
                    ) -> np.ndarray:
     """(m, 2) image pairs seen by the same (virtual) camera in the same frame: the paper's negatives."""
     _, inv, cnt = np.unique(np.stack([vcam, t_frames], 1), axis=0, return_inverse=True, return_counts=True)
-    inv = inv.ravel(); labels = np.where(cnt[inv] > 1, inv, -1)
+    inv = inv.ravel()
+    labels = np.where(cnt[inv] > 1, inv, -1)
     if (labels < 0).all(): return np.zeros((0, 2), np.int64)
     return _pairs_within([b for b in track_images(labels) if len(b) > 1])
 
@@ -144,7 +149,8 @@ def random_negatives(cam: np.ndarray,  # (N,) camera per image
                      rng: np.random.Generator,  # random source
                     ) -> np.ndarray:
     """(<= n, 2) random same-camera image pairs of different tracks (the fallback negative set)."""
-    i = rng.integers(len(cam), size=4 * n); j = rng.integers(len(cam), size=4 * n)
+    i = rng.integers(len(cam), size=4 * n)
+    j = rng.integers(len(cam), size=4 * n)
     keep = (cam[i] == cam[j]) & (track[i] != track[j]) & (track[i] >= 0) & (track[j] >= 0)
     return np.sort(np.stack([i[keep], j[keep]], 1)[:n], axis=1)
 
@@ -197,11 +203,15 @@ def matched_pairs(feats: torch.Tensor,  # (N, d) features
                   device: str | torch.device = "cpu",  # where distances are computed
                  ) -> np.ndarray:
     """(m, 2) ordered cross-camera image pairs that look alike (P_v > sigma)."""
-    f = feats.to(device); vc = torch.as_tensor(vcam, device=device); c = torch.as_tensor(cam, device=device); out = []
+    f = feats.to(device)
+    vc = torch.as_tensor(vcam, device=device)
+    c = torch.as_tensor(cam, device=device)
+    out = []
     for s in range(0, len(f), chunk):
         ok = pair_dist(f[s:s + chunk], f, squared) < d_q
         ok &= (c[s:s + chunk, None] != c[None]) & (vc[s:s + chunk, None] != vc[None])
-        i, j = ok.nonzero(as_tuple=True); out.append(torch.stack([i + s, j], 1).cpu())
+        i, j = ok.nonzero(as_tuple=True)
+        out.append(torch.stack([i + s, j], 1).cpu())
     return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, 2), np.int64)
 
 # %% ../nbs/61_stgal.ipynb #711bc7b2
@@ -249,7 +259,9 @@ def travel_counts(pairs: np.ndarray,  # (m, 2) ordered matched pairs
                   eps: int, delta_max: int, abs_delta: bool,  # binning (see STGALConfig)
                  ) -> tuple[np.ndarray, int]:
     """(H, n_outside): counts H[u, v, b] of the pairs, and how many fell outside the time range."""
-    i, j = pairs[:, 0], pairs[:, 1]; V = len(cam_of_vcam); B = n_time_bins(eps, delta_max)
+    i, j = pairs[:, 0], pairs[:, 1]
+    V = len(cam_of_vcam)
+    B = n_time_bins(eps, delta_max)
     delta = t_frames[i].astype(np.float64) - t_frames[j]
     b = time_bins(np.abs(delta) if abs_delta else delta, eps, delta_max)
     keep = (b >= 0) & (cam_of_vcam[vcam[i]] != cam_of_vcam[vcam[j]])
@@ -318,23 +330,28 @@ def track_scores(feats: torch.Tensor,  # (N, d) features
                  device: str | torch.device = "cpu",  # where the products run
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(S_a, S_v): T x T mean association and visual probabilities between tracks."""
-    keep = np.flatnonzero(track >= 0); tr = torch.as_tensor(track[keep], device=device); T = int(track.max()) + 1
+    keep = np.flatnonzero(track >= 0)
+    tr = torch.as_tensor(track[keep], device=device)
+    T = int(track.max()) + 1
     f = feats[keep].to(device, torch.float32)
-    sa = torch.zeros(T, T, dtype=torch.float64, device=device); sv = torch.zeros_like(sa)
+    sa = torch.zeros(T, T, dtype=torch.float64, device=device)
+    sv = torch.zeros_like(sa)
     for s in range(0, len(keep), chunk):
         rows, rt = keep[s:s + chunk], tr[s:s + chunk]
         pv = visual_prob(pair_dist(f[s:s + chunk], f, squared), alpha)
         pt = pt_lookup(tt, vcam[rows, None], vcam[None, keep], t_frames[rows, None], t_frames[None, keep])
         sv.index_add_(0, rt, _sum_columns(pv, tr, T))
         sa.index_add_(0, rt, _sum_columns(pv * torch.as_tensor(pt, dtype=f.dtype, device=device), tr, T))
-    n = torch.bincount(tr, minlength=T).double(); norm = (n[:, None] * n[None]).clamp_min(1)
+    n = torch.bincount(tr, minlength=T).double()
+    norm = (n[:, None] * n[None]).clamp_min(1)
     return (sa / norm).cpu().numpy(), (sv / norm).cpu().numpy()
 
 # %% ../nbs/61_stgal.ipynb #f4d650b1
 def _camera_blocks(cams: np.ndarray | None, T: int) -> tuple[np.ndarray, list, np.ndarray]:
     """Order grouping each camera's tracks (stable), each camera's (lo, hi) block, and the block of each position."""
     if cams is None: return np.arange(T), [(0, T)], np.zeros(T, np.int64)
-    order = np.argsort(cams, kind="stable"); c = np.asarray(cams)[order]
+    order = np.argsort(cams, kind="stable")
+    c = np.asarray(cams)[order]
     cut = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
     return order, list(zip(cut[:-1], cut[1:])), np.repeat(np.arange(len(cut) - 1), np.diff(cut))
 
@@ -349,8 +366,10 @@ def _top_rows(ST: np.ndarray, k: int, blocks: list) -> np.ndarray:
 def _mutual_pairs(ST: np.ndarray, top: np.ndarray, block_of: np.ndarray) -> np.ndarray:
     """(m, 2) pairs (r < c): r in c's top-k and c in r's top-k, with positive scores both ways (ST = S transposed)."""
     G, T, k = top.shape
-    r = top.ravel(); c = np.broadcast_to(np.arange(T)[None, :, None], top.shape).ravel()
-    ok = (r >= 0) & (r < c); r, c = r[ok], c[ok]
+    r = top.ravel()
+    c = np.broadcast_to(np.arange(T)[None, :, None], top.shape).ravel()
+    ok = (r >= 0) & (r < c)
+    r, c = r[ok], c[ok]
     ok = (top[block_of[c], r] == c[:, None]).any(1) & (ST[c, r] > 0) & (ST[r, c] > 0)
     return np.stack([r[ok], c[ok]], 1)
 
@@ -366,8 +385,10 @@ def ibbs(S: np.ndarray,  # (T, T) track scores (S_a)
     for _ in range(max_iter):
         new = _mutual_pairs(ST, _top_rows(ST, k, blocks), block_of)
         if len(new) == 0: break
-        ST[new[:, 0], new[:, 1]] = 0; ST[new[:, 1], new[:, 0]] = 0
-        p = np.sort(order[new], axis=1); found.append(p[np.lexsort((p[:, 1], p[:, 0]))])
+        ST[new[:, 0], new[:, 1]] = 0
+        ST[new[:, 1], new[:, 0]] = 0
+        p = np.sort(order[new], axis=1)
+        found.append(p[np.lexsort((p[:, 1], p[:, 0]))])
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
 
 def best_buddies(S: np.ndarray,  # (T, T) track scores (S_a)
@@ -460,7 +481,9 @@ def group_batches(groups: list[np.ndarray],  # groups of track ids
             g = int(rng.integers(len(groups)))
             for t in rng.permutation(groups[g]):
                 if len(idx) >= batch_size: break
-                idx += list(images[t]); gid += [g] * len(images[t]); kk += [key[t]] * len(images[t])
+                idx += list(images[t])
+                gid += [g] * len(images[t])
+                kk += [key[t]] * len(images[t])
         keep = rng.permutation(len(idx))[:batch_size]
         yield np.asarray(idx)[keep], np.asarray(gid)[keep], np.asarray(kk)[keep]
 
@@ -472,8 +495,10 @@ def group_triplet_loss(feats: torch.Tensor,  # (B, d) embeddings
                       ) -> torch.Tensor:
     """Batch-hard soft-margin triplet loss inside groups."""
     d = (pair_dist(feats, feats) + 1e-12).sqrt()
-    same_g = gid[:, None] == gid[None]; same_k = key[:, None] == key[None]
-    pos = same_g & same_k & ~torch.eye(len(d), dtype=torch.bool, device=d.device); neg = same_g & ~same_k
+    same_g = gid[:, None] == gid[None]
+    same_k = key[:, None] == key[None]
+    pos = same_g & same_k & ~torch.eye(len(d), dtype=torch.bool, device=d.device)
+    neg = same_g & ~same_k
     hard_pos = (d * pos).max(1).values
     hard_neg = torch.where(neg, d, torch.full_like(d, 1e5)).min(1).values
     loss = F.softplus(hard_pos - hard_neg)

@@ -196,7 +196,8 @@ def make_identities(cfg: WorldConfig,  # the world's configuration
     protos = [make_identity(rng) for _ in range(kn["n_groups"])]
     for p in people:
         if rng.random() >= kn["p_conf"]: continue
-        g = int(rng.integers(len(protos))); q = protos[g]
+        g = int(rng.integers(len(protos)))
+        q = protos[g]
         for key in ("top", "top2", "bottom"): p[key] = np.clip(q[key] + rng.normal(0, kn["conf_jitter"], 3), 0, 255)
         if rng.random() < 0.7: p["pattern"] = q["pattern"]
         p["group"] = g
@@ -229,7 +230,8 @@ def make_camera(cfg: WorldConfig,  # the world's configuration
                 rng: np.random.Generator,  # the camera's stream
                ) -> dict:
     """One camera: photometric signature, viewpoint mix, clock and scene strip (DATA.md D.5, D.6)."""
-    kn = knobs(cfg); k = kn["photo_k"]
+    kn = knobs(cfg)
+    k = kn["photo_k"]
     offset_s = rng.uniform(0, cfg.max_offset_s) + (cfg.last_cam_offset_s if c == cfg.n_cams - 1 else 0.0)
     return dict(cam=c, gains=np.clip(rng.normal(1, 0.10 * k, 3), 0.5, 1.6),
                 contrast=float(np.clip(rng.normal(1, 0.12 * k), 0.5, 1.6)), brightness=float(rng.normal(0, 12 * k)),
@@ -263,7 +265,8 @@ def _adjacency(cfg: WorldConfig) -> np.ndarray:
 
 def _pair_medians(cfg: WorldConfig, rng: np.random.Generator) -> np.ndarray:
     """Base median travel time (s) of every ordered pair: symmetric draw times a small asymmetry."""
-    C = cfg.n_cams; m = np.zeros((C, C))
+    C = cfg.n_cams
+    m = np.zeros((C, C))
     for i in range(C):
         for j in range(i + 1, C):
             cls = max(_CLASSES[i % 6], _CLASSES[j % 6], key=lambda k: _MEDIANS[k][1])
@@ -279,11 +282,13 @@ def camera_graph(cfg: WorldConfig,  # the world's configuration
     adj, med = _adjacency(cfg), _pair_medians(cfg, rng)
     exit_p = cfg.exit_prob_scale * rng.uniform(0.8, 1.2, C)
     w = np.where(adj, np.where(adj, med, 1) ** -0.25, 0)
-    P = np.zeros((C, C + 1)); P[:, C] = exit_p
+    P = np.zeros((C, C + 1))
+    P[:, C] = exit_p
     P[:, :C] = w / w.sum(1, keepdims=True) * (1 - exit_p - cfg.p_revisit)[:, None]
     P[np.arange(C), np.arange(C)] = cfg.p_revisit
     modes = _MODES if cfg.topology == "market" else ((1.0, 1.0, 0.25),)
-    mix = {(i, j): [(wk, med[i, j] * f, sk * s) for wk, f, sk in modes] for i in range(C) for j in range(C) if adj[i, j]}
+    mix = {(i, j): [(wk, med[i, j] * f, sk * s) for wk, f, sk in modes]
+           for i in range(C) for j in range(C) if adj[i, j]}
     mix.update({(i, i): [(wk, mk, sk * s) for wk, mk, sk in _LOITER] for i in range(C) if cfg.p_revisit > 0})
     return dict(P=P, entry=np.full(C, 1 / C), mix=mix, non_backtracking=cfg.topology == "corridor")
 
@@ -361,7 +366,8 @@ def detect(rng: np.random.Generator,  # the identity's walk stream
     for k, (_, t0, t1, *_rest) in enumerate(visits):
         frames = np.arange(math.ceil(t0 * cfg.fps / cfg.det_step) * cfg.det_step, t1 * cfg.fps, cfg.det_step)
         frames = frames[(rng.random(len(frames)) < cfg.p_detect) & (frames < cfg.duration_min * 60 * cfg.fps)]
-        vi += [k] * len(frames); g += frames.tolist()
+        vi += [k] * len(frames)
+        g += frames.tolist()
     return np.array(vi, int), np.array(g, np.int64)
 
 # %% ../nbs/11_synth.ipynb #05fa3c27
@@ -414,8 +420,10 @@ def box_rank(rng: np.random.Generator,  # the boxes stream
     order = np.lexsort((rng.random(len(cam)), g, cam))
     c, f = cam[order], g[order]
     start = np.r_[True, (c[1:] != c[:-1]) | (f[1:] != f[:-1])]
-    pos = np.arange(len(order)); first = np.maximum.accumulate(np.where(start, pos, 0))
-    rank = np.empty(len(order), int); rank[order] = pos - first + 1
+    pos = np.arange(len(order))
+    first = np.maximum.accumulate(np.where(start, pos, 0))
+    rank = np.empty(len(order), int)
+    rank[order] = pos - first + 1
     return rank
 
 def box_iou(dx, dy, scale, w: int, h: int) -> np.ndarray:
@@ -469,7 +477,8 @@ def _extra_boxes(cfg, boxes, rng) -> dict:
     kind[(kind == "distractor") & (rng.random(n_j + n_d) < 0.3)] = "background"
     dx = cfg.width * (1 - iou) / (1 + iou) * rng.choice([-1, 1], n_j + n_d)
     out = {k: boxes[k][at] for k in ("ident", "cam", "g", "view")}
-    return {**out, "visit": np.full(len(at), -1), "role": np.full(len(at), -1), "split": np.full(len(at), "gallery", object),
+    return {**out, "visit": np.full(len(at), -1), "role": np.full(len(at), -1),
+            "split": np.full(len(at), "gallery", object),
             "kind": kind, "dx": dx, "dy": np.zeros(len(at)), "scale": np.ones(len(at))}
 
 # %% ../nbs/11_synth.ipynb #0075f1c3
@@ -489,7 +498,8 @@ def boxes_table(cfg: WorldConfig,  # the world's configuration
                ) -> dict:
     """Every image of the world (dict of arrays sorted by file): names, splits, clock, jitter, occlusion."""
     kn, rng = knobs(cfg), stream(seed, BOXES)
-    b = _person_boxes(cfg, kn, dets, rng); x = _extra_boxes(cfg, b, rng)
+    b = _person_boxes(cfg, kn, dets, rng)
+    x = _extra_boxes(cfg, b, rng)
     b = {k: np.concatenate([b[k], x[k]]) for k in b}
     n, person, query = len(b["g"]), b["kind"] == "person", b["split"] == "query"
     pids = _pid_numbers(len(people), seed)
@@ -506,12 +516,14 @@ def boxes_table(cfg: WorldConfig,  # the world's configuration
 
 def _named(cfg, cams, b) -> dict:
     """Add clock fields and file names; sort by file."""
-    seq_len = np.array([c["seq_len"] for c in cams]); off = np.array([c["clock_offset_frames"] for c in cams])
+    seq_len = np.array([c["seq_len"] for c in cams])
+    off = np.array([c["clock_offset_frames"] for c in cams])
     b["seq"], b["frame"] = local_clock(b["g"], seq_len[b["cam"]], off[b["cam"]])
     folder = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
     b["file"] = np.array([f"{folder[s]}/{market_name(*a)}" for s, *a in
                           zip(b["split"], b["pid"], b["cam"], b["seq"], b["frame"], b["bbox"])], object)
-    b["global_frame"] = b.pop("g"); b["t_sec"] = b["global_frame"] / cfg.fps
+    b["global_frame"] = b.pop("g")
+    b["t_sec"] = b["global_frame"] / cfg.fps
     order = np.argsort(b["file"].astype(str), kind="stable")
     if len(set(b["file"])) != len(b["file"]): raise RuntimeError("internal error: two boxes got the same file name")
     return {k: v[order] for k, v in b.items()}
@@ -584,7 +596,8 @@ def _paint_bags(put, p, view, phase, y, x, tw):
     if bag == "shoulder" and view == p["bag_side"]: put(_rect(y, x, 0.42, 0.55, -0.04, 0.05), c)
     if bag == "handbag" and not side: put(_rect(y, x * sign, 0.47, 0.56, tw + 0.005, tw + 0.06), c)
     if bag == "handbag" and side:
-        a = -0.35 * p["stride"] * math.sin(phase); hy, hx = 0.17 + 0.32 * math.cos(a), 0.32 * math.sin(a)
+        a = -0.35 * p["stride"] * math.sin(phase)
+        hy, hx = 0.17 + 0.32 * math.cos(a), 0.32 * math.sin(a)
         put(_rect(y, x, hy, hy + 0.08, hx - 0.03, hx + 0.03), c)
 
 # %% ../nbs/11_synth.ipynb #341b2d38
@@ -611,16 +624,21 @@ def paint_person(canvas: dict,  # new_canvas(...), painted in place
     lab, pal = canvas["lab"], canvas["pal"]
     Y, X = np.arange(lab.shape[0])[:, None], np.arange(lab.shape[1])[None, :]
     y, x = (Y + 0.5 - top) / h, (X + 0.5 - cx) / h * (-1 if view == "left" else 1)
-    side = view in ("left", "right"); tw = 0.13 * p["width"] * (0.65 if side else 1)
+    side = view in ("left", "right")
+    tw = 0.13 * p["width"] * (0.65 if side else 1)
     body = np.zeros(lab.shape, bool)
-    def put(mask, colour): pal.append(colour); np.putmask(lab, mask, len(pal) - 1); np.logical_or(body, mask, out=body)
+    def put(mask, colour):
+        pal.append(colour)
+        np.putmask(lab, mask, len(pal) - 1)
+        np.logical_or(body, mask, out=body)
     legs, arms, far_legs, far_arms = _legs_arms(p, side, phase, y, x, tw)
     if p["bag"] == "backpack" and side: put(_rect(y, x, 0.19, 0.42, -tw - 0.07, -tw + 0.01), p["bag_colour"])
     _paint_limbs(put, p, far_legs, far_arms, y, 0.8)
     _paint_limbs(put, p, legs, [] if side else arms, y, 1.0)
     if p["lower"] == "skirt": put((y >= 0.48) & (y < 0.72) & (np.abs(x) <= tw + (y - 0.48) * 0.45), p["bottom"])
     torso = _rect(y, x, 0.16, 0.52, -tw, tw) | _ell(y, x, 0.19, 0, 0.05, tw + 0.02)
-    put(torso, p["top"]); put(torso & _top_pattern(p, view, y, x, Y, X), p["top2"])
+    put(torso, p["top"])
+    put(torso & _top_pattern(p, view, y, x, Y, X), p["top2"])
     if side: _paint_limbs(put, p, [], arms, y, 1.0)
     _paint_bags(put, p, view, phase, y, x, tw)
     _paint_head(put, p, view, y, x)
@@ -632,10 +650,14 @@ def gaussian_blur(x: np.ndarray,  # float (H, W, 3) image
                   sigma: float,  # standard deviation in pixels
                  ) -> np.ndarray:
     """Separable Gaussian blur with edge padding (radius ceil(2 sigma))."""
-    r = max(1, math.ceil(2 * sigma)); k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2); k /= k.sum()
+    r = max(1, math.ceil(2 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
     H, W = x.shape[:2]
-    p = np.pad(x, ((r, r), (0, 0), (0, 0)), mode="edge"); x = sum(w * p[i:i + H] for i, w in enumerate(k))
-    p = np.pad(x, ((0, 0), (r, r), (0, 0)), mode="edge"); return sum(w * p[:, i:i + W] for i, w in enumerate(k))
+    p = np.pad(x, ((r, r), (0, 0), (0, 0)), mode="edge")
+    x = sum(w * p[i:i + H] for i, w in enumerate(k))
+    p = np.pad(x, ((0, 0), (r, r), (0, 0)), mode="edge")
+    return sum(w * p[:, i:i + W] for i, w in enumerate(k))
 
 def camera_look(img: np.ndarray,  # float (H, W, 3) image in 0..255
                 cam: dict,  # make_camera(...)
@@ -649,7 +671,8 @@ def camera_look(img: np.ndarray,  # float (H, W, 3) image in 0..255
     v = 255 * (np.clip((v - 128) * cam["contrast"] + 128 + cam["brightness"], 0, 255) / 255) ** cam["gamma"]
     u = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     x = np.stack([np.take(v[c], u[..., c]) for c in range(3)], -1)  # steps 1-3 and 8 as one lookup per channel
-    H, W = img.shape[:2]; nf = cam["noise_field"]
+    H, W = img.shape[:2]
+    nf = cam["noise_field"]
     oy, ox = rng.integers(0, nf.shape[0] - H + 1), rng.integers(0, nf.shape[1] - W + 1)
     x += nf[oy:oy + H, ox:ox + W] * cam["noise"]
     if cam["down"] > 1:
@@ -682,7 +705,8 @@ def render_image(world: "World",  # build_world(...)
     if row["crowd"]:
         paint_person(canvas, *_other(world, rng, row), cx + rng.choice([-1, 1]) * rng.uniform(0.5, 0.8) * W,
                      top + rng.uniform(-4, 4), h * rng.uniform(0.9, 1.0))
-    if row["kind"] != "background": paint_person(canvas, p, VIEWS[row["view"]], _gait_phase(p, row["t_sec"]), cx, top, h)
+    if row["kind"] != "background":
+        paint_person(canvas, p, VIEWS[row["view"]], _gait_phase(p, row["t_sec"]), cx, top, h)
     if row["occluder"] == "person":
         off = rng.choice([-1, 1]) * (1.1 - 2 * row["occlusion"]) * 0.5 * W
         paint_person(canvas, *_other(world, rng, row), cx + off, top + 0.1 * h, h * 1.05)
@@ -733,7 +757,8 @@ def render_world(world: World,  # build_world(...)
                 ):
     """Render and write every image as JPEG, with progress."""
     for d in ("bounding_box_train", "bounding_box_test", "query"): (root / d).mkdir(parents=True, exist_ok=True)
-    n = len(world.images["file"]); chunks = [list(range(i, min(n, i + 200))) for i in range(0, n, 200)]
+    n = len(world.images["file"])
+    chunks = [list(range(i, min(n, i + 200))) for i in range(0, n, 200)]
     if workers <= 1:
         _init_worker(world, root)
         for c in progress(chunks, "render"): _render_rows(c)
@@ -745,7 +770,8 @@ def render_world(world: World,  # build_world(...)
 # %% ../nbs/11_synth.ipynb #a1636c0f
 GENERATOR_VERSION = 1  # bump when the generator's output changes: cached worlds are then rebuilt
 IMAGE_COLUMNS = ("file", "pid", "split", "cam", "seq", "frame", "global_frame", "t_sec", "visit", "view",
-                 "occlusion", "jitter", "group", "kind", "role", "bbox", "dx", "dy", "scale", "iou", "occluder", "crowd",
+                 "occlusion", "jitter", "group", "kind", "role", "bbox", "dx", "dy", "scale", "iou", "occluder",
+                 "crowd",
                  "ident")
 TRAVEL_DEFINITION = ("travel_s = t_enter(next visit) - t_leave(previous visit): from the moment a person leaves camera "
                      "i's view to the moment they enter camera j's view, in seconds; the walking time times the "
@@ -769,7 +795,8 @@ def _hex(c):
 # %% ../nbs/11_synth.ipynb #9e8fca52
 def world_json(world: World) -> dict:
     """The world's description: config, seed, clock, cameras, transition matrix, true travel-time mixtures."""
-    cfg = world.cfg; C = cfg.n_cams
+    cfg = world.cfg
+    C = cfg.n_cams
     cams = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in c.items()
              if k not in ("strip", "noise_field")}
             for c in world.cams]
@@ -781,7 +808,8 @@ def world_json(world: World) -> dict:
                 clock_offset_frames=[c["clock_offset_frames"] for c in world.cams],
                 clock="l = global_frame + clock_offset_frames[cam]; seq = l // seq_len[cam] + 1; "
                       "frame = l % seq_len[cam] + 1 (cam 0-based, c{cam+1} in names)",
-                cameras=cams, transition=dict(matrix=world.graph["P"].tolist(), columns=f"cameras 0..{C - 1}, then exit",
+                cameras=cams,
+                transition=dict(matrix=world.graph["P"].tolist(), columns=f"cameras 0..{C - 1}, then exit",
                                               entry=world.graph["entry"].tolist(),
                                               non_backtracking=bool(world.graph["non_backtracking"])),
                 travel=dict(unit="s", definition=TRAVEL_DEFINITION, speed_sigma=SPEED_SIGMA, pairs=pairs),
@@ -794,7 +822,9 @@ def world_hash(cfg: WorldConfig, seed: int) -> str:
 # %% ../nbs/11_synth.ipynb #931ef785
 def _people_table(world: World) -> dict:
     """The identities as columns: pid, role, every attribute (colours as #rrggbb), images and cameras."""
-    pids = _pid_numbers(len(world.people), world.seed); im = world.images; person = im["kind"] == "person"
+    pids = _pid_numbers(len(world.people), world.seed)
+    im = world.images
+    person = im["kind"] == "person"
     roles = np.repeat([TRAIN, TEST, SINGLE], [world.cfg.n_train_ids, world.cfg.n_test_ids, world.cfg.n_single_ids])
     cols = {"pid": pids, "role": [ROLES[r] for r in roles]}
     for key in world.people[0]:
@@ -852,7 +882,9 @@ def _replace_dir(tmp: Path, out: Path):
     """Move `tmp` to `out`, replacing an old world there."""
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old); tmp.rename(out); shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     else: tmp.rename(out)
 
 def _world_files(root: Path) -> set[str]:
@@ -946,8 +978,10 @@ def read_table(path: Path | str  # a CSV file written by write_truth
 def load_truth(root: Path | str  # a world written by make_world
               ) -> dict:
     """The ground truth of a world: images, identities and visits tables, and world.json."""
-    root = Path(root); w = root / "world"
-    if not (w / "world.json").is_file(): raise BadInputError(f"{w / 'world.json'}: missing; {root} is not a synthetic world")
+    root = Path(root)
+    w = root / "world"
+    if not (w / "world.json").is_file():
+        raise BadInputError(f"{w / 'world.json'}: missing; {root} is not a synthetic world")
     return dict(images=read_table(w / "images.csv"), identities=read_table(w / "identities.csv"),
                 visits=read_table(w / "visits.csv"), world=json.loads((w / "world.json").read_text()))
 
@@ -978,20 +1012,23 @@ def truth_statistics(images: dict  # load_truth(root)['images'] or build_world(.
     """Rows (group, statistic, synthetic, market1501) of the statistics DATA.md B.1 asks a world to mirror."""
     split, pid, role, cam = (np.asarray(images[k]) for k in ("split", "pid", "role", "cam"))
     split, role = split.astype(str), np.array([*ROLES, ""])[role] if role.dtype.kind in "iu" else role.astype(str)
-    gal = split == "gallery"; good_gal = gal & (pid > 0)
+    gal = split == "gallery"
+    good_gal = gal & (pid > 0)
     groups = {"train": role == "train", "query+gallery": role == "test"}
     rows = [dict(group=g, statistic=k, synthetic=float(v), market1501=MARKET1501_PUBLISHED[g].get(
                  {"ids": "identities", "imgs_per_id": "imgs_per_id_mean",
                   "cams_per_id": "cams_per_id_mean", "imgs_per_id_cam": "imgs_per_id_cam_mean"}.get(k, k)))
             for g, m in groups.items() for k, v in _per_id(pid[m], cam[m]).items()]
-    person = role != ""; _, per_visit = np.unique(np.asarray(images["visit"])[person], return_counts=True)
+    person = role != ""
+    _, per_visit = np.unique(np.asarray(images["visit"])[person], return_counts=True)
     ours = dict(imgs_per_visit=per_visit.mean(), gallery_share_0000=(gal & (pid == 0)).sum() / gal.sum(),
                 gallery_share_junk=(gal & (pid == -1)).sum() / gal.sum(),
                 queries_per_test_id=(split == "query").sum() / max(1, len(np.unique(pid[role == "test"]))),
                 gallery_good_per_query=good_gal.sum() / max(1, (split == "query").sum()))
     rows += [dict(group="all", statistic=k, synthetic=float(v), market1501=MARKET_EXTRA[k]) for k, v in ours.items()]
     single = role == "single"
-    rows += [dict(group="single-camera ids", statistic="ids", synthetic=float(len(np.unique(pid[single]))), market1501=0)]
+    rows += [dict(group="single-camera ids", statistic="ids", synthetic=float(len(np.unique(pid[single]))),
+                  market1501=0)]
     return rows
 
 # %% ../nbs/11_synth.ipynb #b13f4ca5
@@ -1012,7 +1049,8 @@ def synth_world(preset: str = "default",  # a name in PRESETS
                 workers: int = 2,  # rendering processes when it has to be built
                ) -> Path:
     """The folder of a world, built (or rebuilt, when its config hash differs) if needed."""
-    cfg = world_config(preset); root = Path(root or data_root() / "synth" / f"{preset}-s{seed}")
+    cfg = world_config(preset)
+    root = Path(root or data_root() / "synth" / f"{preset}-s{seed}")
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -1101,7 +1139,9 @@ def copy_as_layout(world: Path | str,  # a synthetic world's folder (Market name
         if split == "query": test_ids = chosen
         for i in keep:
             rel = _layout_name(layout, rec, i, *labels["train" if split == "train" else "test"])
-            if rel is None: left_out[split] += 1; continue
+            if rel is None:
+                left_out[split] += 1
+                continue
             (base / folders[split] / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(rec.path[i], base / folders[split] / rel)
             lists[split].append(rel)

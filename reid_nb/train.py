@@ -56,7 +56,9 @@ def _same_layout(old, new) -> bool:
 
 def _copy_into(old, new):
     """Copy `new` into `old` in place."""
-    if isinstance(old, np.ndarray): np.copyto(old, new); return
+    if isinstance(old, np.ndarray):
+        np.copyto(old, new)
+        return
     with torch.no_grad(): old.copy_(new)
 
 def _restore(state: dict, key: str, kind: str, payload):
@@ -89,7 +91,9 @@ def rng_states() -> dict:
 def set_rng_states(s: dict  # from `rng_states`
                   ):
     """Restore the global random states."""
-    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
     if s["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 # %% ../nbs/35_train.ipynb #65f01400
@@ -112,7 +116,8 @@ def save_checkpoint(path: str | Path,  # checkpoint file
 def _read_checkpoint(path: Path, config: str | None) -> dict:
     """The checkpoint at `path`, checked: reid-nb's format, written under the same config hash."""
     try: ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e: raise BadInputError(f"{path}: cannot read the checkpoint ({e}); delete it to start over") from e
+    except Exception as e:
+        raise BadInputError(f"{path}: cannot read the checkpoint ({e}); delete it to start over") from e
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise BadInputError(f"{path}: not a reid-nb training checkpoint (format {CKPT_FORMAT})")
     if ck["config"] != config:
@@ -126,7 +131,8 @@ def load_checkpoint(path: str | Path,  # checkpoint file
                    ) -> list[dict]:
     """Restore state and random states from `path`; return the saved history."""
     ck = _read_checkpoint(Path(path), config)
-    unpack_state(state, ck["state"], where=str(path)); set_rng_states(ck["rng"])
+    unpack_state(state, ck["state"], where=str(path))
+    set_rng_states(ck["rng"])
     return ck["history"]
 
 # %% ../nbs/35_train.ipynb #0e99ea22
@@ -231,7 +237,8 @@ def _one_step(batch, step_fn, optimizer: torch.optim.Optimizer, amp=None, scaler
     loss, extra = out if isinstance(out, tuple) else (out, {})
     if not torch.isfinite(loss).all(): return None
     _update(loss, optimizer, scaler)
-    return {"loss": float(loss.detach()), **{k: float(v.detach() if torch.is_tensor(v) else v) for k, v in extra.items()}}
+    metrics = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in extra.items()}
+    return {"loss": float(loss.detach()), **metrics}
 
 # %% ../nbs/35_train.ipynb #a047aeef
 def _report(desc: str, n_iters: int, skipped: int, rows: list[dict], n_zero: int) -> dict:

@@ -46,7 +46,8 @@ class CameraHeads(nn.Module):
                   cam: torch.Tensor,  # (B,) camera of each image
                   ) -> torch.Tensor:
         """(B, dim): each image through its own camera's batch norm, in the input order."""
-        cams = cam.unique().tolist(); idx = [torch.nonzero(cam == c).flatten() for c in cams]
+        cams = cam.unique().tolist()
+        idx = [torch.nonzero(cam == c).flatten() for c in cams]
         small = [c for c, i in zip(cams, idx) if len(i) < 2]
         if self.training and small:
             raise BadInputError(f"batch: camera {small[0]} has one image; per-camera BN needs >= 2 in training "
@@ -82,7 +83,8 @@ def uga_features(backbone: nn.Module,  # feature extractor
     if feature not in FEATURES: raise BadInputError(f"feature={feature!r}: expected one of {FEATURES}")
     f = extract_features(backbone, bank, device, batch_size).to(device)
     if feature == "camera_bn":
-        was = heads.training; heads.eval()
+        was = heads.training
+        heads.eval()
         with torch.no_grad(): f = heads.camera_bn(f, torch.as_tensor(np.asarray(cam), device=device))
         heads.train(was)
     return F.normalize(f, dim=1)
@@ -117,7 +119,8 @@ def cross_view_graph(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
         for jj in cams[x + 1:]:
             S = M[ii] @ M[jj].T
             keep = _knn_mask(S, k, 1) & _knn_mask(S, k, 0) & (S > lam)
-            E[ii[:, None], jj[None]] = torch.where(keep, S, 0.0); E[jj[:, None], ii[None]] = E[ii[:, None], jj[None]].T
+            E[ii[:, None], jj[None]] = torch.where(keep, S, 0.0)
+            E[jj[:, None], ii[None]] = E[ii[:, None], jj[None]].T
     return E.fill_diagonal_(1.0)
 
 # %% ../nbs/60_uga.ipynb #f596cebe
@@ -128,7 +131,8 @@ def adaptive_lambda(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
     """λ as the q-quantile of cosines between different tracklets of the same camera."""
     vals = []
     for c in node_cam.unique().tolist():
-        Mc = M[node_cam == c]; iu = torch.triu_indices(len(Mc), len(Mc), 1, device=M.device)
+        Mc = M[node_cam == c]
+        iu = torch.triu_indices(len(Mc), len(Mc), 1, device=M.device)
         vals.append((Mc @ Mc.T)[iu[0], iu[1]].float().cpu().numpy())
     vals = np.concatenate(vals)
     if len(vals) == 0: raise BadInputError("node_cam: no camera has two tracklets; λ cannot be set adaptively")
@@ -173,7 +177,9 @@ def node_gradient(f_hat: torch.Tensor,  # (B, d) L2-normalised image features
                   ) -> torch.Tensor:
     """g = -τ dL_cvg/dM, (T, d), in closed form (no autograd)."""
     with torch.no_grad():
-        f_hat = f_hat.detach(); w = W[a]; p = memory_log_probs(f_hat, M, tau, node_cam).exp()
+        f_hat = f_hat.detach()
+        w = W[a]
+        p = memory_log_probs(f_hat, M, tau, node_cam).exp()
         if node_cam is None: s = w.sum(1, keepdim=True)
         else: s = (w @ F.one_hot(node_cam).to(w.dtype))[:, node_cam]
         return (w - p * s).T @ f_hat / len(f_hat)
@@ -194,7 +200,8 @@ def tracklet_pids(tracklet: np.ndarray,  # (N,) global tracklet id per image, -1
     used = np.asarray(tracklet) >= 0
     pairs, counts = np.unique(np.stack([np.asarray(tracklet)[used], np.asarray(pid)[used]]), axis=1, return_counts=True)
     order = np.lexsort((-counts, pairs[0]))  # by tracklet, most frequent identity first
-    out = np.full(n_tracklets, -1); first = np.r_[True, np.diff(pairs[0][order]) != 0]
+    out = np.full(n_tracklets, -1)
+    first = np.r_[True, np.diff(pairs[0][order]) != 0]
     out[pairs[0][order][first]] = pairs[1][order][first]
     return out
 
@@ -321,7 +328,8 @@ def train_stage1(backbone: nn.Module,  # feature extractor (trained in place)
                  ckpt: str | Path | None = None,  # checkpoint file (resumes when it exists)
                  ) -> tuple[CameraHeads, list]:
     """Train the intra-camera stage; return the per-camera heads and the history."""
-    backbone.to(device); heads = CameraHeads(backbone.out_dim, data.labels.n_per_cam).to(device)
+    backbone.to(device)
+    heads = CameraHeads(backbone.out_dim, data.labels.n_per_cam).to(device)
     state = _stage_state(backbone, heads, cfg, 1, seed)
     hist = run_epochs(cfg.stage1_epochs, lambda e, s: stage1_epoch(s, data, cfg, device), state, ckpt,
                       desc="UGA stage 1", config=_run_config(cfg, data, seed, 1))
@@ -333,7 +341,8 @@ def oracle_graph(M: torch.Tensor,  # (T, d) L2-normalised tracklet centroids
                  node_pid: np.ndarray | None,  # (T,) true identity of each tracklet (<= 0: unknown)
                  ) -> torch.Tensor:
     """The ground-truth cross-view graph: cosine weights on every cross-camera pair of one person, 1 on the diagonal."""
-    if node_pid is None: raise BadInputError("oracle_graph: UGAData.node_pid is needed (the true identity per tracklet)")
+    if node_pid is None:
+        raise BadInputError("oracle_graph: UGAData.node_pid is needed (the true identity per tracklet)")
     pid = torch.as_tensor(np.asarray(node_pid), device=M.device)
     same = (pid[:, None] == pid[None]) & (pid[:, None] > 0) & (node_cam[:, None] != node_cam[None])
     return torch.where(same, (M @ M.T).clamp_min(1e-6), 0.0).fill_diagonal_(1.0)
@@ -365,12 +374,14 @@ def stage2_epoch(state: dict,  # from _stage_state, plus 'memory' (T, d)
     """One inter-camera epoch: rebuild the graph, then graph-weighted steps with node updates."""
     keep = cfg.node_refresh == "once" and state["sched"].last_epoch > 0  # nodes carried over from the last epoch
     M, E, log = build_graph(state["backbone"], state["heads"], data, cfg, device, state["memory"] if keep else None)
-    state["memory"] = M; W = graph_weights(E, cfg.weight_norm)
+    state["memory"] = M
+    W = graph_weights(E, cfg.weight_norm)
     bb, heads, aug = state["backbone"].train(), state["heads"].train(), state["augment"]
     cam, local, tracklet, node_cam = data.tensors(device)
     pc = node_cam if cfg.softmax == "per_camera" else None
     def step(idx):
-        i = torch.as_tensor(idx, device=device); f = bb(data.bank.batch(idx, aug, device))
+        i = torch.as_tensor(idx, device=device)
+        f = bb(data.bank.batch(idx, aug, device))
         z = heads.camera_bn(f, cam[i])
         fh, a = F.normalize(z if cfg.feature == "camera_bn" else f, dim=1), tracklet[i]
         l_cvg = cvg_loss(fh, a, M.clone(), W, cfg.tau, pc)
