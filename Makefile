@@ -31,12 +31,12 @@ test: venv
 
 # The documentation site in _docs/ (git-ignored), from PyPI packages only: nbdev processes the notebooks into _proc/,
 # docs/execute_lessons.py gives the chapters' lessons their outputs (notebooks are committed without them), and
-# docs/render_html.py renders every notebook as a page with nbconvert.
+# nbconvert renders every notebook as a page (docs/render_html.py).
 docs: venv
 	rm -rf _proc
-	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/nbdev_proc_nbs --file_re '\.(?:ipynb|qmd|html)$$'
+	$(PY) docs/render_html.py proc
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc
-	$(PY) docs/render_html.py _proc _docs
+	$(PY) docs/render_html.py html _proc _docs
 
 # The same site rendered by Quarto (sidebar, search). Quarto comes from PyPI (quarto-cli, installed into .venv on first
 # use, not part of the tested lock file), but building that package downloads the Quarto binary from the Quarto

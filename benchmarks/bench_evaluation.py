@@ -2,7 +2,7 @@
 
 Ours: `evaluate` on a precomputed cosine distance, and `evaluate_features` from the features (distance in blocks).
 Reference, in the same process: one query at a time in NumPy (sort the gallery, filter, compute AP/CMC/INP), the
-loop of torchreid's eval_market1501 (`per_query_reference` in tests/test_evaluation.py), on the same distance.
+loop of torchreid's eval_market1501 (`reid_nb.evaluation.evaluate_loop`), on the same distance.
 Prints time, peak memory, the speed-up, and checks that both agree to 1e-6.
 Targets on 2 CPU cores: evaluate <= 1 s, evaluate_features <= 3 s.
 
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from _reid_features import HEADER, features, market_split, measure, row
-from reid_nb.evaluation import evaluate, evaluate_features
-from test_evaluation import per_query_reference
+from reid_nb.evaluation import evaluate, evaluate_features, evaluate_loop
+
 
 SEPS = {"easy": 3.0, "medium": 0.6, "hard": 0.2, "random": 0.0}
 REPEATS, CHECK, TARGET = 3, 600, 0.6
@@ -55,7 +55,7 @@ def by_difficulty() -> bool:
             res, t = timed(evaluate, *case)
             t_ev.append(t)
             t_as.append(timed(np.argsort, case[0], 1)[1])
-        ref = per_query_reference(case[0][:CHECK], case[1][:CHECK], *case[2:3], case[3][:CHECK], case[4])
+        ref = evaluate_loop(case[0][:CHECK], case[1][:CHECK], *case[2:3], case[3][:CHECK], case[4])
         assert_close(evaluate(case[0][:CHECK], case[1][:CHECK], case[2], case[3][:CHECK], case[4]), ref)
         ratio = min(t_ev) / min(t_as)
         ok &= ratio <= TARGET
@@ -85,7 +85,7 @@ def main():
     evaluate(dist[:64], q_pids[:64], g_pids, q_cams[:64], g_cams)  # warm-up
     ours, t_ours, rss_ours, tr_ours = measure(evaluate, dist, *labels)
     feat, t_feat, rss_feat, tr_feat = measure(evaluate_features, qf, gf, *labels, metric="cosine")
-    ref, t_ref, rss_ref, _ = measure(per_query_reference, dist, *labels, trace=False)
+    ref, t_ref, rss_ref, _ = measure(evaluate_loop, dist, *labels, trace=False)
     for k in ("mAP", "mINP"):
         assert abs(ours[k] - ref[k]) < 1e-6 and abs(feat[k] - ref[k]) < 1e-5, (k, ours[k], feat[k], ref[k])
     assert np.abs(ours["cmc"] - ref["cmc"]).max() < 1e-6 and ours["n_valid"] == ref["n_valid"]

@@ -1,11 +1,14 @@
-"""Render the processed notebooks (_proc/, with the lessons' outputs) as a static HTML site, from PyPI packages only.
+"""The documentation site as static HTML, from PyPI packages only: `make docs` runs the three steps.
 
-`make docs` runs it after `nbdev_proc_nbs` and `docs/execute_lessons.py`. nbconvert (a JupyterLab dependency, in
-requirements.lock) turns every notebook into a page; links between notebooks (`60_uga.ipynb#...`) become links
-between pages, and every page gets the same navigation bar: the index, the chapters in order, the experiment
-notebooks. The Quarto site (`make docs-quarto`) looks richer but needs the Quarto binary, which PyPI does not carry.
+1. `proc`: nbdev processes the notebooks into _proc/ (its `proc_nbs`, as `nbdev_proc_nbs` does, without the latter's
+   attempt to install Quarto with sudo and to `pip install -e .` when no `quarto` is on the PATH).
+2. `docs/execute_lessons.py _proc` gives the chapters' lessons their outputs.
+3. `html`: nbconvert (a JupyterLab dependency, in requirements.lock) turns every notebook into a page; links between
+   notebooks (`60_uga.ipynb#...`) become links between pages, and every page gets the same navigation bar: the
+   index, the chapters in order, the experiment notebooks.
+The Quarto site (`make docs-quarto`) looks richer but needs the Quarto binary, which PyPI does not carry.
 
-Usage: python docs/render_html.py [_proc] [_docs]
+Usage: python docs/render_html.py proc | html [_proc] [_docs]
 """
 import html
 import re
@@ -26,8 +29,11 @@ def pages(proc: Path) -> list[Path]:
 
 
 def title(nb) -> str:
-    """The notebook's first heading, else its file name."""
+    """The notebook's title: nbdev's front matter (a raw cell), else its first heading, else ''."""
     for cell in nb.cells:
+        if cell.cell_type == "raw":
+            m = re.search(r"^title:\s*(.+)$", cell.source, re.M)
+            if m: return m.group(1).strip().strip("'\"")
         if cell.cell_type == "markdown":
             m = re.search(r"^#\s+(.+)$", cell.source, re.M)
             if m: return m.group(1).strip()
@@ -62,8 +68,20 @@ def render(proc: Path, out: Path) -> list[Path]:
     return written
 
 
+def process() -> Path:
+    """nbdev's processing of every notebook under nbs/ into _proc/ (show_doc, directives)."""
+    from nbdev.serve import proc_nbs
+    return proc_nbs(file_re=r"\.(?:ipynb|qmd|html)$", force=True)
+
+
 if __name__ == "__main__":
-    proc = Path(sys.argv[1] if len(sys.argv) > 1 else "_proc")
-    out = Path(sys.argv[2] if len(sys.argv) > 2 else "_docs")
-    done = render(proc, out)
-    print(f"{len(done)} pages in {out}/ (open {out / 'index.html'})")
+    step = sys.argv[1] if len(sys.argv) > 1 else ""
+    if step == "proc":
+        print(f"processed notebooks in {process()}")
+    elif step == "html":
+        proc = Path(sys.argv[2] if len(sys.argv) > 2 else "_proc")
+        out = Path(sys.argv[3] if len(sys.argv) > 3 else "_docs")
+        done = render(proc, out)
+        print(f"{len(done)} pages in {out}/ (open {out / 'index.html'})")
+    else:
+        sys.exit("usage: python docs/render_html.py proc | html [_proc] [_docs]")

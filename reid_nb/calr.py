@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['GradReverse', 'grad_reverse', 'CameraHead', 'camera_loss', 'momentum_update_', 'ClusterMemory',
            'camera_entropy_weights', 'density_scores', 'pick_pivots', 'refine_prob', 'refine_labels',
-           'save_local_labels', 'load_local_labels', 'CALRConfig', 'CALRNet', 'build_calr_net', 'make_optimizer',
-           'new_run', 'contrastive_epoch', 'intra_cluster', 'intra_camera_run', 'intra_camera_stage', 'inter_cluster',
-           'refine_step', 'inter_camera_stage', 'evaluate_model']
+           'density_scores_loop', 'pick_pivots_loop', 'refine_labels_loop', 'save_local_labels', 'load_local_labels',
+           'CALRConfig', 'CALRNet', 'build_calr_net', 'make_optimizer', 'new_run', 'contrastive_epoch', 'intra_cluster',
+           'intra_camera_run', 'intra_camera_stage', 'inter_cluster', 'refine_step', 'inter_camera_stage',
+           'evaluate_model']
 
 # %% ../nbs/62_calr.ipynb #cc91c112
 import copy
@@ -190,6 +191,38 @@ def refine_labels(labels,  # (N,) global cluster labels, -1 = unclustered
     u = (rng or np.random.default_rng()).random(n) if r < 1 else np.zeros(n)
     dropped = candidate & (u < r)
     return np.where(dropped, -1, labels), dropped
+
+# %% ../nbs/62_calr.ipynb #75d3b5f1
+def density_scores_loop(nbrs: np.ndarray, dists: np.ndarray, min_sim: float = 0.5) -> np.ndarray:
+    """The code's get_links score: sorted neighbours, skip self, stop at the first one beyond 1 - min_sim."""
+    mean, score = np.mean(dists), np.zeros(len(nbrs))
+    for i in range(len(nbrs)):
+        for j in range(nbrs.shape[1]):
+            if nbrs[i, j] == i: continue
+            if dists[i, j] > 1 - min_sim: break
+            score[i] += 1 / (dists[i, j] + mean)
+    return score
+
+def pick_pivots_loop(labels: np.ndarray, scores: np.ndarray, rule: str = "argmax") -> np.ndarray:
+    """Pivot per cluster: the code's 'last member above the mean' or the highest-scoring member above it."""
+    mean, out = scores.mean(), {}
+    for k in sorted(set(labels.tolist()) - {-1}):
+        members = [i for i in np.flatnonzero(labels == k) if scores[i] > mean]
+        if not members: out[k] = -1
+        elif rule == "last_above_mean": out[k] = members[-1]
+        else: out[k] = max(members, key=lambda i: (scores[i], i))
+    return np.array([out.get(k, -1) for k in range(max(out, default=-1) + 1)])
+
+def refine_labels_loop(labels: np.ndarray, cams: np.ndarray, local: np.ndarray, pivots: np.ndarray) -> np.ndarray:
+    """The code's refinement (r = 1): for each pivot, drop same-camera members outside its local cluster."""
+    out = labels.copy()
+    for k, p in enumerate(pivots):
+        if p < 0: continue
+        for q in np.flatnonzero(labels == k):
+            if cams[q] != cams[p] or q == p: continue
+            if local[p] != -1 and local[q] == local[p]: continue
+            out[q] = -1
+    return out
 
 # %% ../nbs/62_calr.ipynb #3b8ef2fc
 def _relative(paths, root) -> list[str]:

@@ -39,8 +39,8 @@ def seed_everything(seed: int  # the one seed of a run
 
 # %% ../nbs/00_core.ipynb #86c3d659
 def pick_device(device: str = "auto"  # 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...
-               ) -> "torch.device":
-    """The torch device to run on."""
+               ):
+    """The torch.device to run on (torch is imported here, not when core is: the command line starts faster)."""
     import torch
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

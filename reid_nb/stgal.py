@@ -7,10 +7,10 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'STGALConfig', 'stgal_config', 'pt_variant
            'frame_negatives', 'group_negatives', 'random_negatives', 'same_time_negatives', 'pair_values',
            'estimate_sigma', 'matched_pairs', 'n_time_bins', 'time_bins', 'TravelTime', 'cams_of_vcams',
            'travel_counts', 'travel_pdf', 'pt_lookup', 'fit_travel_time', 'track_scores', 'ibbs', 'best_buddies',
-           'merge_components', 'merged_images', 'negative_pool', 'select_negatives', 'MinedLabels', 'mine_labels',
-           'group_batches', 'group_triplet_loss', 'triplet_anchors', 'group_step', 'multi_track_groups', 'fusion_pt',
-           'fused_rank_dist', 'STGALData', 'stage1_batches', 'stage2_batches', 'train_triplet', 'Association',
-           'associate', 'label_quality', 'evaluate_pct', 'score']
+           'ibbs_loop', 'merge_components', 'merged_images', 'negative_pool', 'select_negatives', 'MinedLabels',
+           'mine_labels', 'group_batches', 'group_triplet_loss', 'triplet_anchors', 'group_step', 'multi_track_groups',
+           'fusion_pt', 'fused_rank_dist', 'STGALData', 'stage1_batches', 'stage2_batches', 'train_triplet',
+           'Association', 'associate', 'label_quality', 'evaluate_pct', 'score']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
 import math
@@ -397,6 +397,22 @@ def best_buddies(S: np.ndarray,  # (T, T) track scores (S_a)
                 ) -> np.ndarray:
     """(m, 2) pairs (A < B) that are in each other's top k, with positive scores both ways (one BBP pass)."""
     return ibbs(S, k, 1, cams)
+
+# %% ../nbs/61_stgal.ipynb #066e7fab
+def ibbs_loop(S: np.ndarray, k: int = 1, max_iter: int = 10, cams: np.ndarray | None = None) -> list[tuple]:
+    """Spec §4.4 step 8 with loops: column ranks over rows (of the row's camera when cams is given), zero guard both
+    ways; the (a, b) pairs, a < b, pass by pass."""
+    S, T, out = np.array(S, float), len(S), []
+    def in_top(r, c):
+        rows = [x for x in range(T) if cams is None or cams[x] == cams[r]]
+        return r in sorted(rows, key=lambda x: (-S[x, c], x))[:k]
+    for _ in range(max_iter):
+        new = [(a, b) for a in range(T) for b in range(a + 1, T)
+               if S[a, b] > 0 and S[b, a] > 0 and in_top(a, b) and in_top(b, a)]
+        if not new: break
+        out += new
+        for a, b in new: S[a, b] = S[b, a] = 0
+    return out
 
 # %% ../nbs/61_stgal.ipynb #dd0aa6a5
 def merge_components(pairs: np.ndarray,  # (m, 2) buddy pairs

@@ -691,7 +691,7 @@ def _other(world, rng, row):
     """Another person (crowd or occluder): a random identity, view and gait phase."""
     return world.people[int(rng.integers(len(world.people)))], VIEWS[int(rng.integers(4))], rng.uniform(0, 7)
 
-def render_image(world: "World",  # build_world(...)
+def render_image(world,  # a World, from build_world(...)
                  k: int,  # row of world.images
                 ) -> np.ndarray:
     """The uint8 (H, W, 3) crop of image `k`, before JPEG encoding."""

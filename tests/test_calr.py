@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from reid_nb import calr
 from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, camera_entropy_weights, camera_loss, contrastive_epoch,
-                          density_scores, evaluate_model, grad_reverse, inter_camera_stage, intra_camera_stage,
-                          load_local_labels, momentum_update_, new_run, pick_pivots, refine_labels, refine_prob,
-                          refine_step, save_local_labels)
+                          density_scores, density_scores_loop, evaluate_model, grad_reverse, inter_camera_stage,
+                          intra_camera_stage, load_local_labels, momentum_update_, new_run, pick_pivots, pick_pivots_loop,
+                          refine_labels, refine_labels_loop, refine_prob, refine_step, save_local_labels)
 from reid_nb.clustering import dbscan_labels
 from reid_nb.core import BadInputError
 from reid_nb.report import VERDICTS
@@ -27,41 +27,6 @@ def _one_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-# ---------------------------------------------------------------- references (loops, as the released code does it)
-def _refine_loop(labels, cams, local, pivots):
-    """The code's refinement loop (r = 1): for each pivot, drop same-camera members outside its local cluster."""
-    out = labels.copy()
-    for k, p in enumerate(pivots):
-        if p < 0: continue
-        for q in np.flatnonzero(labels == k):
-            if cams[q] != cams[p] or q == p: continue
-            if local[p] != -1 and local[q] == local[p]: continue
-            out[q] = -1
-    return out
-
-
-def _scores_loop(nbrs, dists, min_sim):
-    """The code's get_links score: sorted neighbours, skip self, stop at the first one beyond 1 - min_sim."""
-    mean = np.mean(dists); score = np.zeros(len(nbrs))
-    for i in range(len(nbrs)):
-        for j in range(nbrs.shape[1]):
-            if nbrs[i, j] == i: continue
-            if dists[i, j] <= 1 - min_sim: score[i] += 1 / (dists[i, j] + mean)
-            else: break
-    return score
-
-
-def _pivots_loop(labels, scores, rule):
-    """Pivot per cluster: the code's 'last member above the mean' or the highest-scoring member above it."""
-    mean = scores.mean(); out = {}
-    for k in sorted(set(labels) - {-1}):
-        members = [i for i in np.flatnonzero(labels == k) if scores[i] > mean]
-        if not members: out[k] = -1
-        elif rule == "last_above_mean": out[k] = members[-1]
-        else: out[k] = max(members, key=lambda i: (scores[i], i))
-    return np.array([out[k] for k in range(max(out) + 1)])
 
 
 # ---------------------------------------------------------------- gradient reversal and camera head
@@ -171,7 +136,7 @@ def test_density_scores_match_code_loop():
     X = rng.standard_normal((60, 6)); X /= np.linalg.norm(X, axis=1, keepdims=True)
     idx, dist = knn_lists(X, 15)
     for ms in (0.0, 0.3, 0.5):
-        assert np.allclose(density_scores(idx, dist, ms), _scores_loop(idx, dist, ms))
+        assert np.allclose(density_scores(idx, dist, ms), density_scores_loop(idx, dist, ms))
 
 
 def test_pivots_match_loop_for_both_rules():
@@ -180,7 +145,7 @@ def test_pivots_match_loop_for_both_rules():
         labels = rng.integers(-1, 8, 100); scores = rng.exponential(size=100)
         for rule in ("argmax", "last_above_mean"):
             got = pick_pivots(labels, scores, rule)
-            assert (got == _pivots_loop(labels, scores, rule)).all()
+            assert (got == pick_pivots_loop(labels, scores, rule)).all()
             ok = got >= 0
             assert (labels[got[ok]] == np.flatnonzero(ok)).all() and (scores[got[ok]] > scores.mean()).all()
     with pytest.raises(BadInputError, match="pivot_rule"): pick_pivots(labels, scores, "first")
@@ -208,7 +173,7 @@ def test_refinement_matches_code_loop_on_random_cases():
         pivots = np.array([rng.choice(np.flatnonzero(labels == k)) if (labels == k).any() and rng.random() < 0.8
                            else -1 for k in range(10)])
         refined, dropped = refine_labels(labels, cams, local, pivots)
-        ref = _refine_loop(labels, cams, local, pivots)
+        ref = refine_labels_loop(labels, cams, local, pivots)
         assert (refined == ref).all() and (dropped == ((labels >= 0) & (ref == -1))).all()
         assert all(refined[p] == k for k, p in enumerate(pivots) if p >= 0)  # a pivot is never dropped
 
@@ -358,7 +323,7 @@ def test_refine_step_uses_density_pivots():
     piv = pick_pivots(glob, density_scores(idx, dist, 0.5))
     labels, dropped = refine_step(glob, idx, dist, cams, local, cfg, 0, np.random.default_rng(0))
     assert cams[piv[0]] in (0, 1)
-    expect = _refine_loop(glob, cams, local, piv)
+    expect = refine_labels_loop(glob, cams, local, piv)
     assert (labels == expect).all() and dropped.sum() == (expect == -1).sum()
     off, none = refine_step(glob, idx, dist, cams, None, cfg, 0, None)
     assert (off == glob).all() and not none.any()

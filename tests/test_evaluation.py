@@ -10,48 +10,12 @@ import torch
 
 from reid_nb import evaluation
 from reid_nb.core import BadInputError
-from reid_nb.evaluation import cluster_metrics, evaluate, evaluate_features, plot_cmc, plot_ranked_list, ranked_list
+from reid_nb.evaluation import (cluster_metrics, evaluate, evaluate_features, evaluate_loop, plot_cmc, plot_ranked_list,
+                                ranked_list)
 from reid_nb.features import pairwise_distance
 
 
 # ---------------------------------------------------------------- reference: one query at a time, written plainly
-def _devkit_ap(good):
-    """Market devkit compute_AP.m: trapezoid rule over the filtered list, stopping at the last good image."""
-    ngood, old_recall, old_precision, ap, hits = good.sum(), 0.0, 1.0, 0.0, 0
-    for n, g in enumerate(good, 1):
-        hits += int(g)
-        recall, precision = hits / ngood, hits / n
-        ap += (recall - old_recall) * (old_precision + precision) / 2
-        old_recall, old_precision = recall, precision
-        if hits == ngood:
-            break
-    return ap
-
-
-def per_query_reference(dist, q_pids, g_pids, q_cams, g_cams, ap_mode="standard", ties="pessimistic", max_rank=50):
-    """The protocol of METHODS §6 with one sort per query (like torchreid's eval_market1501)."""
-    cmc_sum, aps, inps, skipped = np.zeros(max_rank), [], [], 0
-    for i in range(len(dist)):
-        is_match = g_pids == q_pids[i]
-        order = np.lexsort((is_match if ties == "pessimistic" else ~is_match, dist[i]))
-        remove = (g_pids[order] == -1) | ((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
-        good = is_match[order][~remove]
-        if q_pids[i] == -1 or not good.any():
-            skipped += 1
-            continue
-        hit_ranks = np.flatnonzero(good) + 1
-        first = hit_ranks[0]
-        if first <= max_rank:
-            cmc_sum[first - 1:] += 1
-        if ap_mode == "standard":
-            aps.append(np.mean(np.arange(1, len(hit_ranks) + 1) / hit_ranks))
-        else:
-            aps.append(_devkit_ap(good))
-        inps.append(len(hit_ranks) / hit_ranks[-1])
-    n = len(aps)
-    return dict(cmc=cmc_sum / n, mAP=float(np.mean(aps)), mINP=float(np.mean(inps)), n_valid=n, n_skipped=skipped)
-
-
 def random_case(nq, ng, n_ids, n_cams, seed, decimals=None, dtype=np.float64):
     rng = np.random.default_rng(seed)
     q_pids, q_cams = rng.integers(1, n_ids + 1, nq), rng.integers(0, n_cams, nq)
@@ -75,7 +39,7 @@ def assert_same(a, b):
 @pytest.mark.parametrize("decimals,dtype", [(None, np.float64), (1, np.float64), (None, np.float32), (2, np.float32)])
 def test_matches_per_query_loop(ap_mode, ties, decimals, dtype):
     case = random_case(40, 300, 80, 4, seed=7, decimals=decimals, dtype=dtype)
-    ref = per_query_reference(*case, ap_mode=ap_mode, ties=ties, max_rank=30)
+    ref = evaluate_loop(*case, ap_mode=ap_mode, ties=ties, max_rank=30)
     got = evaluate(*case, ap_mode=ap_mode, ties=ties, max_rank=30, chunk=1000)  # several blocks of queries
     assert_same(got, ref)
     assert got["n_skipped"] > 0 and 0 < got["mAP"] < 1
@@ -98,7 +62,7 @@ def test_both_paths_match_reference_at_every_difficulty(monkeypatch, dense, ties
     qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 500)
     dist = np.round(rng.random((40, 500)) + sep * (qp[:, None] != gp[None]), 2).astype(np.float32)  # ties too
     monkeypatch.setattr(evaluation, "_DENSE", dense)
-    ref = per_query_reference(dist, qp, gp, qc, gc, ties=ties)
+    ref = evaluate_loop(dist, qp, gp, qc, gc, ties=ties)
     assert_same(evaluate(dist, qp, gp, qc, gc, ties=ties, chunk=3000), ref)
     if sep == 3.0:
         assert ref["mAP"] == 1.0
@@ -183,7 +147,7 @@ def test_evaluate_features_equals_evaluate_on_distance(metric):
     qf, gf = torch.tensor(rng.standard_normal((30, 6))), torch.tensor(rng.standard_normal((120, 6)))
     qp, gp = rng.integers(1, 10, 30), rng.integers(0, 10, 120)
     qc, gc = rng.integers(0, 3, 30), rng.integers(0, 3, 120)
-    ref = per_query_reference(pairwise_distance(qf, gf, metric).numpy(), qp, gp, qc, gc)
+    ref = evaluate_loop(pairwise_distance(qf, gf, metric).numpy(), qp, gp, qc, gc)
     assert_same(evaluate_features(qf, gf, qp, gp, qc, gc, metric=metric, chunk=500), ref)
 
 

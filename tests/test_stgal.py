@@ -8,6 +8,7 @@ import torch
 from reid_nb.core import BadInputError
 from reid_nb.stgal import (STGALConfig, best_buddies, cams_of_vcams, estimate_sigma, fit_travel_time,
                            frame_negatives, fused_rank_dist, group_batches, group_negatives, group_triplet_loss, ibbs,
+                           ibbs_loop,
                            matched_pairs, merge_components, merged_images, mine_labels, negative_pool, pair_dist,
                            pt_lookup, same_time_negatives, select_negatives, stgal_config, time_bins, track_images,
                            track_scores, travel_counts, travel_pdf)
@@ -15,23 +16,6 @@ from reid_nb.train import sgd_steps
 
 
 # ---------------------------------------------------------------- references (plain loops, written from the spec)
-
-def ibbs_reference(S, k=1, max_iter=10, cams=None):
-    """Spec §4.4 step 8 with loops: colrank over rows (of the row's camera when cams is given), zero guard both ways."""
-    S = np.array(S, float); T = len(S); out = []
-
-    def in_top(r, c):
-        rows = [x for x in range(T) if cams is None or cams[x] == cams[r]]
-        return r in sorted(rows, key=lambda x: (-S[x, c], x))[:k]
-
-    for _ in range(max_iter):
-        new = [(a, b) for a in range(T) for b in range(a + 1, T)
-               if S[a, b] > 0 and S[b, a] > 0 and in_top(a, b) and in_top(b, a)]
-        if not new: break
-        out += new
-        for a, b in new: S[a, b] = S[b, a] = 0
-    return out
-
 
 def random_scores(T, n_cams, rng, density=0.5):
     """An asymmetric score matrix with zero same-camera blocks and some zero cross-camera entries."""
@@ -71,7 +55,7 @@ def test_ibbs_matches_reference(k, scope):
         S, cams = random_scores(24, 3, rng)
         c = cams if scope == "camera_pair" else None
         got = [tuple(p) for p in ibbs(S, k, 10, c)]
-        assert got == ibbs_reference(S, k, 10, c)
+        assert got == ibbs_loop(S, k, 10, c)
 
 
 def test_camera_pair_scope_finds_more_than_global():
