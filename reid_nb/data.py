@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['DTYPES', 'IMAGE_EXTENSIONS', 'NAME_PATTERNS', 'NAME_FIELDS', 'MARKET_FPS', 'MARKET_SEQ_LEN', 'MARKET_N_SEQ',
            'MARKET_SEQ_OFFSETS', 'DUKE_FPS', 'DUKE_START_TIMES', 'DUKE_FIRST_FRAME', 'WORLD_KEYS', 'SPLITS', 'Check',
-           'CAMERAS', 'NO_CLOCK', 'MARKET_SPLITS', 'FOLDER_LAYOUTS', 'MSMT_LISTS', 'DATASETS', 'TIME_MODES',
-           'MARKET1501_PUBLISHED', 'Records', 'concat_records', 'image_stem', 'BadNameError', 'parse_name',
-           'virtual_camera', 'market_concat_frames', 'duke_master_frame', 'duke_t_frames', 'read_world',
-           'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'load_dataset', 'image_problem', 'verify_images',
-           'split_statistics', 'dataset_statistics', 'compare_statistics', 'dataset_summary']
+           'CAMERAS', 'NO_CLOCK', 'MARKET_SPLITS', 'DATASET_FOLDERS', 'FOLDER_LAYOUTS', 'MSMT_LISTS', 'DATASETS',
+           'TIME_MODES', 'MARKET1501_PUBLISHED', 'Records', 'concat_records', 'image_stem', 'BadNameError',
+           'parse_name', 'virtual_camera', 'market_concat_frames', 'duke_master_frame', 'duke_t_frames', 'read_world',
+           'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'real_root', 'load_dataset', 'image_problem',
+           'verify_images', 'split_statistics', 'dataset_statistics', 'compare_statistics', 'dataset_summary']
 
 # %% ../nbs/10_data.ipynb #8eadfab4
 import csv
@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .core import BadInputError, progress
+from .core import BadInputError, data_root, progress
 
 # %% ../nbs/10_data.ipynb #72c3b191
 DTYPES = {"path": str, "pid": np.int64, "cam": np.int64, "seq": np.int64, "frame": np.int64, "bbox_idx": np.int64,
@@ -367,12 +367,32 @@ def _dataset(name: str, reader: _Reader, rows: dict, where: dict, mode: str, wor
 
 # %% ../nbs/10_data.ipynb #34813495
 MARKET_SPLITS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-FOLDER_LAYOUTS = {  # dataset -> (official folder names the root may hold, split -> image folder)
-    "market1501": (("Market-1501-v15.09.15",), MARKET_SPLITS),
-    "dukemtmc": (("DukeMTMC-reID",), MARKET_SPLITS),
-    "veri": (("VeRi",), {"train": "image_train", "query": "image_query", "gallery": "image_test"}),
+DATASET_FOLDERS = {  # dataset -> the names its folder goes by, the official one first: the one list of them
+    "market1501": ("Market-1501-v15.09.15", "market1501", "Market-1501"),
+    "dukemtmc": ("DukeMTMC-reID", "dukemtmc", "dukemtmc-reid"),
+    "msmt17": ("MSMT17_V2", "MSMT17_V1", "msmt17", "MSMT17"),
+    "veri": ("VeRi", "veri", "VeRi-776"),
+}
+FOLDER_LAYOUTS = {  # dataset -> (folder names the root may hold, split -> image folder)
+    "market1501": (DATASET_FOLDERS["market1501"], MARKET_SPLITS),
+    "dukemtmc": (DATASET_FOLDERS["dukemtmc"], MARKET_SPLITS),
+    "veri": (DATASET_FOLDERS["veri"], {"train": "image_train", "query": "image_query", "gallery": "image_test"}),
     "synth": ((), MARKET_SPLITS),
 }
+
+def real_root(name: str,  # 'market1501', 'dukemtmc', 'msmt17' or 'veri'
+              root: Path | str | None = None,  # the dataset folder (default: found under data_root())
+             ) -> Path:
+    """The folder of a real dataset; a clear error says where it was looked for."""
+    if name not in DATASET_FOLDERS:
+        raise BadInputError(f"dataset {name!r}: expected one of {', '.join(DATASET_FOLDERS)}")
+    if root is not None: return Path(root)
+    where = [data_root() / f for f in DATASET_FOLDERS[name]]
+    found = next((p for p in where if p.is_dir()), None)
+    if found is None:
+        raise BadInputError(f"dataset {name!r} not found: looked for {', '.join(map(str, where))}. Put it there, set "
+                            f"REID_NB_DATA to the folder that holds it, or pass root=")
+    return found
 
 def _base(root: Path, candidates: tuple) -> Path:
     """root/<candidate> for the first candidate folder that exists, else root itself."""
@@ -448,7 +468,7 @@ def _msmt_files_exist(reader: _Reader, split: str, rows: list[dict]) -> list[dic
 
 def _load_msmt17(root: Path, name: str, mode: str, strict: bool) -> ReidDataset:
     """MSMT17 V1 (train/, test/) or V2 (mask_train_v2/, mask_test_v2/) from the four list files."""
-    base = _base(root, ("MSMT17_V1", "MSMT17_V2"))
+    base = _base(root, DATASET_FOLDERS["msmt17"])
     train, test = ("mask_train_v2", "mask_test_v2") if (base / "mask_train_v2").is_dir() else ("train", "test")
     _require(base, name, [train, test])
     _require(base, name, [f for v in MSMT_LISTS.values() for f in v], "list file")

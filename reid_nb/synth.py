@@ -6,14 +6,14 @@
 __all__ = ['PRESETS', 'WORLD', 'IDENTITY', 'CAMERA', 'WALK', 'BOXES', 'RENDER', 'SKIN', 'HAIR', 'TOPS', 'BOTTOMS', 'SHOES',
            'PATTERNS', 'LOWERS', 'BAGS', 'VIEWS', 'SPEED_SIGMA', 'TRAIN', 'TEST', 'SINGLE', 'ROLES',
            'GENERATOR_VERSION', 'IMAGE_COLUMNS', 'TRAVEL_DEFINITION', 'TRUTH_FILES', 'BUILD_LOCK', 'STALE_AFTER_S',
-           'MARKET_EXTRA', 'SYNTH_PRESET', 'REAL_FOLDERS', 'LAYOUTS', 'DUKE_FPS_NAMES', 'WorldConfig', 'world_config',
-           'seq_len_frames', 'check_config', 'knobs', 'stream', 'make_identity', 'make_identities', 'scene_strip',
-           'make_camera', 'make_cameras', 'camera_graph', 'true_components', 'mixture_cdf', 'mixture_pdf',
-           'next_camera_probs', 'walk', 'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou', 'simulate',
-           'market_name', 'boxes_table', 'new_canvas', 'compose', 'paint_person', 'gaussian_blur', 'camera_look',
-           'render_image', 'World', 'build_world', 'render_world', 'world_json', 'world_hash', 'write_truth',
-           'readme_text', 'foreign_files', 'make_world', 'read_table', 'load_truth', 'travel_components',
-           'truth_statistics', 'synth_world', 'real_root', 'open_dataset', 'copy_as_layout']
+           'MARKET_EXTRA', 'SYNTH_PRESET', 'LAYOUTS', 'DUKE_FPS_NAMES', 'WorldConfig', 'world_config', 'seq_len_frames',
+           'check_config', 'knobs', 'stream', 'make_identity', 'make_identities', 'scene_strip', 'make_camera',
+           'make_cameras', 'camera_graph', 'true_components', 'mixture_cdf', 'mixture_pdf', 'next_camera_probs', 'walk',
+           'detect', 'accepted_walk', 'local_clock', 'box_rank', 'box_iou', 'simulate', 'market_name', 'boxes_table',
+           'new_canvas', 'compose', 'paint_person', 'gaussian_blur', 'camera_look', 'render_image', 'World',
+           'build_world', 'render_world', 'world_json', 'world_hash', 'write_truth', 'readme_text', 'foreign_files',
+           'make_world', 'read_table', 'load_truth', 'travel_components', 'truth_statistics', 'synth_world',
+           'open_dataset', 'copy_as_layout']
 
 # %% ../nbs/11_synth.ipynb #e741875e
 import csv
@@ -994,7 +994,7 @@ def travel_components(world: dict,  # world.json as a dict (load_truth(root)['wo
 
 # %% ../nbs/11_synth.ipynb #8342dc22
 from .core import PROFILES
-from .data import MARKET1501_PUBLISHED, SPLITS, load_dataset
+from .data import DATASET_FOLDERS, MARKET1501_PUBLISHED, SPLITS, load_dataset, real_root
 
 MARKET_EXTRA = {"imgs_per_visit": 2.29, "gallery_share_0000": 2798 / 19732, "gallery_share_junk": 3819 / 19732,
                 "queries_per_test_id": 3368 / 750, "gallery_good_per_query": 13115 / 3368}
@@ -1033,9 +1033,6 @@ def truth_statistics(images: dict  # load_truth(root)['images'] or build_world(.
 
 # %% ../nbs/11_synth.ipynb #b13f4ca5
 SYNTH_PRESET = {"smoke": "tiny", "default": "default"}  # profile -> preset of the synthetic world
-REAL_FOLDERS = {"market1501": ("Market-1501-v15.09.15", "market1501", "Market-1501"),
-                "dukemtmc": ("DukeMTMC-reID", "dukemtmc", "dukemtmc-reid"),
-                "msmt17": ("MSMT17_V2", "MSMT17_V1", "msmt17", "MSMT17"), "veri": ("VeRi", "veri", "VeRi-776")}
 
 def _cached_hash(root: Path) -> str | None:
     """The config hash of a complete world at `root`, or None."""
@@ -1058,18 +1055,6 @@ def synth_world(preset: str = "default",  # a name in PRESETS
     return root
 
 # %% ../nbs/11_synth.ipynb #e3d82651
-def real_root(name: str,  # 'market1501', 'dukemtmc', 'msmt17' or 'veri'
-              root: Path | str | None = None,  # the dataset folder (default: found under data_root())
-             ) -> Path:
-    """The folder of a real dataset; a clear error says where it was looked for."""
-    if root is not None: return Path(root)
-    where = [data_root() / f for f in REAL_FOLDERS[name]]
-    found = next((p for p in where if p.is_dir()), None)
-    if found is None:
-        raise BadInputError(f"dataset {name!r} not found: looked for {', '.join(map(str, where))}. Put it there, set "
-                            f"REID_NB_DATA to the folder that holds it, or pass root=")
-    return found
-
 def _world_root(world: str, seed: int, root) -> Path:
     """The folder of `world`: a preset built (and cached) with `seed`, or a folder written by make_synth.py."""
     if world in PRESETS: return synth_world(world, seed, root)
@@ -1091,14 +1076,15 @@ def open_dataset(name: str = "synth",  # 'synth' or a real dataset: 'market1501'
     if name == "synth":
         if profile not in SYNTH_PRESET and not world:
             raise BadInputError(f"profile {profile!r} runs the papers' settings on a real dataset; use name="
-                                f"'market1501' (or {', '.join(list(REAL_FOLDERS)[1:])}), or profile 'default'")
+                                f"'market1501' (or {', '.join(list(DATASET_FOLDERS)[1:])}), or profile 'default'")
         return load_dataset(_world_root(world or SYNTH_PRESET[profile], seed, root), "synth", **options)
-    if name not in REAL_FOLDERS:
-        raise BadInputError(f"dataset {name!r}: expected 'synth' or one of {', '.join(REAL_FOLDERS)}")
+    if name not in DATASET_FOLDERS:
+        raise BadInputError(f"dataset {name!r}: expected 'synth' or one of {', '.join(DATASET_FOLDERS)}")
     return load_dataset(real_root(name, root), name, **options)
 
 # %% ../nbs/11_synth.ipynb #497d82b9
-LAYOUTS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID", "msmt17": "MSMT17_V1"}
+LAYOUTS = {"market1501": DATASET_FOLDERS["market1501"][0], "dukemtmc": DATASET_FOLDERS["dukemtmc"][0],
+           "msmt17": "MSMT17_V1"}  # the folders copy_as_layout writes: the official names (MSMT17: the V1 lists)
 DUKE_FPS_NAMES = 60  # DukeMTMC-reID's frame numbers count at 60 fps
 
 def _kept(rec, ids: int | None, test_ids=None) -> tuple[np.ndarray, list]:
