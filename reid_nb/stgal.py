@@ -37,7 +37,23 @@ _CHOICES = dict(sigma_mode=("quantile", "max"), neg_def=("union", "frame", "grou
 
 @dataclass(frozen=True)
 class STGALConfig:
-    """Every STGAL setting (spec §4.8); defaults follow the official code, flags give the paper's variants."""
+    """Every STGAL setting, in the scopes every method's config has: model, optimiser, schedule, algorithm (spec
+    §4.2-§4.8); defaults follow the official code, flags give the paper's variants."""
+    # model (§4.2, §4.8): raw pooled features, no BN neck
+    arch: str = "resnet50"  # backbone: 'resnet50' (code) or 'small' (the CPU profiles' network)
+    height: int = 224  # input height (code: 224 x 224)
+    width: int = 224  # input width
+    # optimiser (§4.3, §4.5): SGD at a constant learning rate
+    lr_stage1: float = 1e-3  # stage-1 learning rate
+    lr_stage2: float = 5e-4  # stage-2 learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # SGD weight decay
+    # schedule
+    batch: int = 32  # images per batch, both stages
+    iters_stage1: int = 30001  # stage-1 iterations
+    iters_stage2: int = 30000  # stage-2 iterations
+    chunks: int = 30  # checkpointed chunks each stage's iterations are cut into
+    # algorithm (§4.4, §4.6)
     alpha: float = 0.01  # P_v = exp(-alpha * D); tuned for squared distances on raw features [SEED, CODE]
     squared: bool = True  # D is the squared Euclidean distance (code) or the plain one (paper eq. 1)
     sigma_mode: str = "quantile"  # 'quantile': robust maximum (code); 'max': the largest P_v (paper eq. 3)
@@ -604,21 +620,23 @@ def stage2_batches(labels: MinedLabels,  # from mine_labels
 def train_triplet(model: torch.nn.Module,  # backbone, trained in place
                   batches,  # batches(rng) -> endless (idx, group, key) batches: stage1_batches / stage2_batches
                   bank,  # ImageBank the batches index
-                  n_iters: int,  # SGD iterations
-                  lr: float,  # constant learning rate
+                  cfg: STGALConfig,  # optimiser and schedule: lr_stage<n>, iters_stage<n>, chunks, momentum, ...
+                  stage: int,  # 1 or 2
                   device: str | torch.device = "cpu",  # where the model runs
                   seed: int = 0,  # seed of the sampler and the augmentation
-                  chunks: int = 1,  # checkpointed chunks the iterations are cut into
                   ckpt=None,  # checkpoint file (resumes when it exists; None: no checkpoint)
                   config=None,  # the run's configuration; a checkpoint with another one is refused
                   desc: str = "STGAL",  # progress and log label
                  ) -> list[dict]:
-    """One STGAL training run (§4.3, §4.5): the group triplet loss by SGD, momentum 0.9, weight decay 1e-4; returns
-    the history of the chunks (loss, share of batches with a valid anchor)."""
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    """One STGAL training run (§4.3, §4.5): the group triplet loss by SGD at the stage's constant learning rate,
+    flip-only augmentation; returns the history of the checkpointed chunks (loss, share of batches with a valid
+    anchor)."""
+    if stage not in (1, 2): raise BadInputError(f"stage={stage!r}: expected 1 or 2")
+    n_iters, lr = getattr(cfg, f"iters_stage{stage}"), getattr(cfg, f"lr_stage{stage}")
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     state = {"model": model, "opt": opt, "rng": np.random.default_rng(seed),
              "aug": Augment(flip=0.5, pad=0, crop=False, erase=0.0, generator=seed)}
-    per, step = math.ceil(n_iters / chunks), group_step(bank, device)
+    per, step = math.ceil(n_iters / min(cfg.chunks, n_iters)), group_step(bank, device)
     def chunk(e, st):
         model.train()
         return sgd_steps(min(per, n_iters - e * per), batches(st["rng"]), lambda b: step(model, st["aug"], b),

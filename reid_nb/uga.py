@@ -221,7 +221,13 @@ def edge_precision(E: torch.Tensor,  # (T, T) edge matrix
 # %% ../nbs/60_uga.ipynb #bbd79409
 @dataclass
 class UGAConfig:
-    "Hyper-parameters of a UGA run (METHODS.md §3; all [PROPOSED] except the structure)."
+    """Every setting of a UGA run, in the scopes every method's config has: model, optimiser, schedule, algorithm
+    (METHODS.md §3; all [PROPOSED] except the structure)."""
+    # model: the backbone the run trains (built by the caller; here so that checkpoints and tables name it)
+    arch: str = "resnet50"  # 'resnet50' (spec) or 'small' (the CPU profiles' network)
+    height: int = 256  # input height
+    width: int = 128  # input width
+    # schedule and optimiser
     ids_per_cam: int = 4  # tracklets per camera in a batch
     num_instances: int = 4  # images per tracklet in a batch
     lr: float = 0.01  # backbone learning rate (stage 1)
@@ -234,6 +240,7 @@ class UGAConfig:
     stage2_decay_at: int = 20  # epoch where the stage-2 lr is multiplied by 0.1
     stage2_lr_scale: float = 0.1  # stage-2 learning rates = stage-1 rates x this
     iters_per_epoch: int | None = None  # None: ceil(labelled images / batch size)
+    # algorithm (§3.3)
     k: int = 3  # K of the mutual nearest neighbours
     lam: float | None = 0.5  # λ; None: adaptive (lam_quantile of same-camera cosines)
     lam_quantile: float = 0.99  # quantile for the adaptive λ
