@@ -26,6 +26,7 @@ from torch import nn
 
 from .clustering import agglomerative_labels, dbscan_labels, edge_mask, infomap_labels, silhouette
 from .core import BadInputError, atomic_write_text, config_hash, progress
+from .distributed import on_main, shard
 from .evaluation import cluster_metrics, evaluate_features
 from .features import extract_features, jaccard_distance, knn, label_centroids
 from .models import BNNeck, build_backbone
@@ -371,7 +372,7 @@ def new_run(cfg: CALRConfig,  # model and optimiser settings
            ) -> dict:
     """The state of one training run: network, optimiser, schedule, sampler generator, augmentation."""
     torch.manual_seed(seed)
-    model = build_calr_net(cfg, n_cams, device)
+    model = shard(build_calr_net(cfg, n_cams, device), skip=("cam_head",))  # data-parallel in a multi-process stage
     opt, sched = make_optimizer(model, cfg)
     pad = max(1, round(10 * cfg.height / 256))  # Pad(10) at 256x128, scaled with the input
     return {"model": model, "opt": opt, "sched": sched, "rng": np.random.default_rng(seed),
@@ -435,7 +436,7 @@ def _intra_epoch(epoch: int, st: dict, ctx: dict) -> dict:
     """Extract, cluster, train one epoch and keep the labels if their silhouette is the best so far."""
     cfg = ctx["cfg"]
     feats = extract_features(st["model"], ctx["bank"], ctx["device"], cfg.extract_batch)
-    labels, jac = intra_cluster(feats, cfg)
+    labels, jac = on_main(intra_cluster, feats, cfg)  # rank 0 clusters, every process gets the labels
     if epoch == 0: st["untrained"] = labels
     m = contrastive_epoch(st, ctx["bank"], feats, labels, ctx["cams"], cfg, cfg.intra_iters, cfg.intra_batch,
                           cfg.intra_instances, ctx["device"])
@@ -542,7 +543,7 @@ def _inter_epoch(epoch: int, st: dict, ctx: dict) -> dict:
     """Extract, cluster, refine, weight, train one epoch (§5.5)."""
     cfg, cams = ctx["cfg"], ctx["cams"]
     feats = extract_features(st["model"], ctx["bank"], ctx["device"], cfg.extract_batch)
-    glob, kidx, kdist = _global_clusters(feats, cfg, ctx, epoch)
+    glob, kidx, kdist = on_main(_global_clusters, feats, cfg, ctx, epoch)  # rank 0 clusters, all get the labels
     labels, dropped = refine_step(glob, kidx, kdist, cams, ctx["local"], cfg, epoch, st["rng"])
     use_w = cfg.class_weights and epoch >= cfg.weight_warmup and (labels >= 0).any()
     w = camera_entropy_weights(labels, cams, int(glob.max()) + 1) if use_w else None

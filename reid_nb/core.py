@@ -159,7 +159,9 @@ def check_loop(kind: str,  # what one unit is: 'iteration', 'image', 'epoch'
                                estimate=estimate))
 
 def _append_check(record: dict):
-    """Append one record to the check log (created with its folder)."""
+    """Append one record to the check log (created with its folder); rank 0 alone in a multi-process stage
+    (torchrun sets RANK)."""
+    if os.environ.get("RANK", "0") != "0": return
     path = check_folder() / CHECK_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root
+from .distributed import run_stage, shard
 from .evaluation import evaluate_features
 from .features import extract_features
 from .models import BNNeck, build_backbone
@@ -138,6 +139,7 @@ def train_supervised(backbone: nn.Module,  # the network to train (changed in pl
                     ) -> list[dict]:
     """Train `backbone` with the identities (CE + triplet); return the epoch history."""
     y, n_classes = dense_identities(pids)
+    backbone = shard(backbone)  # data-parallel inside a multi-process stage
     state = _supervised_state(backbone, n_classes, budget, net, device, seed)
     def step(idx):
         f = backbone(bank.batch(idx, state["aug"], device))
@@ -237,24 +239,26 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
                       seed: int = 0,  # the ceiling's training seed
                       budget: Budget | None = None,  # the ceiling's budget (default: CEILING_BUDGETS[profile])
                       start=None,  # the methods' initial weights (default: `starting_point(profile)`)
+                      gpus: int = 1,  # processes of the ceiling's training (`reid_nb.distributed.run_stage`)
                      ) -> dict:
     """{'floor': metrics, 'ceiling': metrics, 'ceiling_images': images seen}, cached as JSON."""
     net, budget = net_settings(profile), budget or CEILING_BUDGETS[profile]
     start = start or starting_point(profile, device)
     path = _bounds_path(ds, profile, start, budget, seed)
     with cache_lock(path):  # the three method notebooks of a seed may ask at once
-        if not path.exists(): _measure_bounds(ds, banks, net, budget, start, path, device, seed)
+        if not path.exists(): _measure_bounds(ds, banks, net, budget, start, path, device, seed, gpus)
     return json.loads(path.read_text())
 
-def _measure_bounds(ds, banks: dict, net: dict, budget: Budget, start, path: Path, device, seed: int) -> None:
+def _measure_bounds(ds, banks: dict, net: dict, budget: Budget, start, path: Path, device, seed: int,
+                    gpus: int = 1) -> None:
     """Score the start (floor), train it with the true identities and score it again (ceiling); write `path` and
     the ceiling's weights beside it (`.pt`, written first: a JSON made by this code always has its weights)."""
     torch.manual_seed(seed)
     bb = new_backbone(net, start).to(device)
     floor = test_scores(bb, banks, ds, device)
     t0 = time.perf_counter()
-    train_supervised(bb, banks["train"], ds.train.pid, ds.train.cam, budget, net, device, seed,
-                     path.with_suffix(".ckpt"), "ceiling")
+    run_stage(train_supervised, bb, banks["train"], ds.train.pid, ds.train.cam, budget, net, device, seed,
+              path.with_suffix(".ckpt"), "ceiling", gpus=gpus)
     kept = {"weights": {k: v.cpu() for k, v in bb.state_dict().items()}, "seconds": time.perf_counter() - t0}
     atomic_torch_save(kept, path.with_suffix(".pt"))
     out = {"floor": floor, "ceiling": test_scores(bb, banks, ds, device), "ceiling_images": budget.images}

@@ -13,6 +13,7 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'STGALConfig', 'stgal_config', 'pt_variant
            'Association', 'associate', 'label_quality', 'evaluate_pct', 'score']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import BadInputError, check_batch
+from .distributed import shard
 from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
 from .sampling import Augment
@@ -607,14 +609,14 @@ def stage1_batches(data: STGALData,  # the training split
                    batch: int  # images per batch (32 in the code)
                   ):
     """batches(rng) for stage 1: co-occurrence groups, every track its own key (§4.3)."""
-    return lambda rng: group_batches(data.groups, data.images, np.arange(data.n_tracks), batch, rng)
+    return functools.partial(group_batches, data.groups, data.images, np.arange(data.n_tracks), batch)
 
 def stage2_batches(labels: MinedLabels,  # from mine_labels
                    batch: int  # images per batch
                   ):
     """batches(rng) for stage 2: the stage-2 groups, a track's images those of its component, the component its key
     (§4.5)."""
-    return lambda rng: group_batches(labels.groups, labels.images, labels.comp, batch, rng)
+    return functools.partial(group_batches, labels.groups, labels.images, labels.comp, batch)
 
 # %% ../nbs/61_stgal.ipynb #4c60473a
 def train_triplet(model: torch.nn.Module,  # backbone, trained in place
@@ -633,6 +635,7 @@ def train_triplet(model: torch.nn.Module,  # backbone, trained in place
     anchor)."""
     if stage not in (1, 2): raise BadInputError(f"stage={stage!r}: expected 1 or 2")
     n_iters, lr = getattr(cfg, f"iters_stage{stage}"), getattr(cfg, f"lr_stage{stage}")
+    model = shard(model)  # data-parallel inside a multi-process stage
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     state = {"model": model, "opt": opt, "rng": np.random.default_rng(seed),
              "aug": Augment(flip=0.5, pad=0, crop=False, erase=0.0, generator=seed)}

@@ -166,6 +166,11 @@ def epoch_line(desc: str,  # run label
             f"ETA {_fmt_seconds(eta)}")
 
 # %% ../nbs/35_train.ipynb #b0620999
+def _writes_checkpoints() -> bool:
+    """False on the ranks above 0 of a multi-process stage (`reid_nb.distributed`): rank 0 alone writes."""
+    d = torch.distributed
+    return not (d.is_available() and d.is_initialized()) or d.get_rank() == 0
+
 def _timed_epoch(epoch_fn, epoch: int, state: dict) -> tuple[dict, float, int, float]:
     """Run one epoch; (metrics, wall seconds, images trained on, seconds inside sgd_steps)."""
     _METER.update(images=0, seconds=0.0)
@@ -194,7 +199,7 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
             m, secs, images, step_secs = _timed_epoch(epoch_fn, epoch, state)
             history.append({"epoch": epoch, **m})
             spent.append(secs)
-            if ckpt_path: save_checkpoint(ckpt_path, state, history, h)
+            if ckpt_path and _writes_checkpoints(): save_checkpoint(ckpt_path, state, history, h)
             eta = float(np.mean(spent)) * (n_epochs - epoch - 1)
             if log: print(epoch_line(desc, epoch, n_epochs, m, secs, eta, images, step_secs, show), flush=True)
     return history

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import BadInputError, config_hash
+from .distributed import shard
 from .features import extract_features, label_centroids
 from .sampling import Augment, camera_balanced_batches
 from .sstt import TrackletLabels
@@ -335,7 +336,7 @@ def train_stage1(backbone: nn.Module,  # feature extractor (trained in place)
                  ckpt: str | Path | None = None,  # checkpoint file (resumes when it exists)
                  ) -> tuple[CameraHeads, list]:
     """Train the intra-camera stage; return the per-camera heads and the history."""
-    backbone.to(device)
+    backbone = shard(backbone.to(device))  # data-parallel inside a multi-process stage
     heads = CameraHeads(backbone.out_dim, data.labels.n_per_cam).to(device)
     state = _stage_state(backbone, heads, cfg, 1, seed)
     hist = run_epochs(cfg.stage1_epochs, lambda e, s: stage1_epoch(s, data, cfg, device), state, ckpt,
@@ -413,7 +414,7 @@ def train_stage2(backbone: nn.Module,  # feature extractor after stage 1 (traine
     for n, ok in (("softmax", ("global", "per_camera")), ("weight_norm", ("row", "none")), ("feature", FEATURES),
                   ("node_refresh", ("epoch", "once"))):
         if getattr(cfg, n) not in ok: raise BadInputError(f"{n}={getattr(cfg, n)!r}: expected one of {ok}")
-    state = _stage_state(backbone.to(device), heads.to(device), cfg, 2, seed)
+    state = _stage_state(shard(backbone.to(device)), heads.to(device), cfg, 2, seed)
     state["memory"] = torch.zeros(data.labels.n_tracklets, backbone.out_dim, device=device)
     return run_epochs(cfg.stage2_epochs, lambda e, s: stage2_epoch(s, data, cfg, device), state, ckpt,
                       desc="UGA stage 2", config=_run_config(cfg, data, seed, 2))
