@@ -99,11 +99,12 @@ def test_calr_two_processes_match_one():
 
 
 def test_the_ceilings_supervised_training_in_two_processes_matches_one():
+    """Batches of 5: every training step splits unevenly (3 + 2 rows)."""
     bank, pids, cams = _toy(n_per=4)
     out = {}
     for gpus in (1, 2):
         bb = _fresh()
-        hist = run_stage(train_supervised, bb, bank, pids + 1, cams, Budget(2, 2, batch=6, instances=2, lr=1e-3),
+        hist = run_stage(train_supervised, bb, bank, pids + 1, cams, Budget(2, 2, batch=5, instances=2, lr=1e-3),
                          net_settings("smoke"), "cpu", 5, gpus=gpus)
         out[gpus] = bb.state_dict(), hist
     _losses_close(out[1][1], out[2][1])
