@@ -2,8 +2,8 @@
 one process (same global batch, same seed), resume across process counts, and the driver's errors.
 
 Tolerances (measured, then stated): pseudo labels and cluster counts are equal; losses agree to a relative 1e-4;
-weights to 1e-5 after SGD (UGA, STGAL) and 2e-3 after Adam (CALR, the ceiling), whose update is lr x sign for gradients near
-zero, so summation-order rounding there moves a weight by up to lr per step."""
+weights to 1e-5 after SGD (UGA, STGAL) and 2e-3 after Adam (CALR, the ceiling), whose update is lr x sign for
+gradients near zero, so summation-order rounding there moves a weight by up to lr per step."""
 import numpy as np
 import pytest
 import torch
