@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['CHECK_ENV', 'CHECK_CAP', 'CHECK_LOG', 'CHECK_BATCH_ENV', 'PROFILES', 'BadInputError', 'seed_everything',
            'pick_device', 'usable_folder', 'writable_folder', 'project_root', 'data_root', 'results_root', 'cache_root',
-           'progress', 'check_folder', 'check_batch', 'check_cap', 'check_loop', 'config_hash', 'file_mode',
-           'atomic_write_bytes', 'atomic_write_text', 'atomic_torch_save', 'table_markdown', 'write_table']
+           'progress', 'check_folder', 'check_batch', 'check_cap', 'check_loop', 'main_process', 'config_hash',
+           'file_mode', 'atomic_write_bytes', 'atomic_write_text', 'atomic_torch_save', 'table_markdown', 'write_table']
 
 # %% ../nbs/00_core.ipynb #dd249dff
 import contextlib
@@ -158,10 +158,14 @@ def check_loop(kind: str,  # what one unit is: 'iteration', 'image', 'epoch'
             _append_check(dict(kind=kind, desc=desc, depth=len(_FRAMES), planned=planned, done=done, seconds=seconds,
                                estimate=estimate))
 
+def main_process() -> bool:
+    """False in the processes above rank 0 of a multi-process training stage (torchrun sets RANK): only the main
+    process writes checkpoints and check records."""
+    return os.environ.get("RANK", "0") == "0"
+
 def _append_check(record: dict):
-    """Append one record to the check log (created with its folder); rank 0 alone in a multi-process stage
-    (torchrun sets RANK)."""
-    if os.environ.get("RANK", "0") != "0": return
+    """Append one record to the check log (created with its folder); the main process's alone."""
+    if not main_process(): return
     path = check_folder() / CHECK_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import BadInputError, atomic_torch_save, check_cap, check_loop, config_hash, progress
+from .core import BadInputError, atomic_torch_save, check_cap, check_loop, config_hash, main_process, progress
 
 # %% ../nbs/35_train.ipynb #f6f7ee7c
 PLAIN = (int, float, str, bool, type(None), list, tuple, dict)
@@ -166,11 +166,6 @@ def epoch_line(desc: str,  # run label
             f"ETA {_fmt_seconds(eta)}")
 
 # %% ../nbs/35_train.ipynb #b0620999
-def _writes_checkpoints() -> bool:
-    """False on the ranks above 0 of a multi-process stage (`reid_nb.distributed`): rank 0 alone writes."""
-    d = torch.distributed
-    return not (d.is_available() and d.is_initialized()) or d.get_rank() == 0
-
 def _timed_epoch(epoch_fn, epoch: int, state: dict) -> tuple[dict, float, int, float]:
     """Run one epoch; (metrics, wall seconds, images trained on, seconds inside sgd_steps)."""
     _METER.update(images=0, seconds=0.0)
@@ -199,7 +194,7 @@ def run_epochs(n_epochs: int,  # total number of epochs of the run
             m, secs, images, step_secs = _timed_epoch(epoch_fn, epoch, state)
             history.append({"epoch": epoch, **m})
             spent.append(secs)
-            if ckpt_path and _writes_checkpoints(): save_checkpoint(ckpt_path, state, history, h)
+            if ckpt_path and main_process(): save_checkpoint(ckpt_path, state, history, h)
             eta = float(np.mean(spent)) * (n_epochs - epoch - 1)
             if log: print(epoch_line(desc, epoch, n_epochs, m, secs, eta, images, step_secs, show), flush=True)
     return history
