@@ -176,6 +176,8 @@ def _state_dict_from(path: Path) -> dict:
     except Exception as e: raise BadInputError(f"weights={str(path)!r}: cannot read a torch state dict ({e})") from e
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict): sd = sd[key]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise BadInputError(f"weights={str(path)!r}: holds a {type(sd).__name__}, not a state dict (names -> tensors)")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 def load_backbone_weights(backbone: Backbone,  # the module to fill

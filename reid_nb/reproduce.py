@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'LOCK', 'MANIFEST', 'SET_FORMAT',
-           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'SEEDS', 'REPRODUCE_OWN', 'Rule', 'Param',
+           'CHECKPOINT_SUFFIXES', 'RESERVED', 'EXPERIMENTS', 'SHOWN', 'REPRODUCE_OWN', 'Rule', 'Param',
            'parameters_source', 'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters',
            'NotebookError', 'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
            'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'default_jobs', 'reproduce',
-           'prune_checkpoint', 'prune_set', 'prune', 'find_notebook', 'format_parameters', 'main', 'run_check',
-           'check_scratch', 'check_estimate', 'format_estimate']
+           'finished_set', 'chosen_sets', 'prune_checkpoint', 'prune_set', 'prune', 'find_notebook',
+           'format_parameters', 'main', 'run_check', 'check_scratch', 'check_estimate', 'format_estimate']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
 import argparse
@@ -472,6 +472,11 @@ def _run_set(path: Path, final: Path, params: dict, given: dict, echo: bool, fre
         _write_manifest(staging, path, params, given, started)
         return _publish(staging, final) / copy.name
 
+def _check_inputs(path: Path, params: dict):
+    """`reid_nb.profiles.check_inputs`: settings, device and weights refused before a set is made (loads torch)."""
+    from reid_nb.profiles import check_inputs
+    check_inputs(path.stem, params)
+
 def run_notebook(path: Path | str,  # the .ipynb to execute
                  /,
                  profile: str | None = None,  # 'smoke', 'default' or 'paper' (the notebook's `profile` parameter)
@@ -490,6 +495,7 @@ def run_notebook(path: Path | str,  # the .ipynb to execute
     with contextlib.chdir(path.parent):  # roots are those the notebook sees
         extra = _check_output(output, path, force) if output else None
         effective = effective_parameters(path, given)
+        _check_inputs(path, effective)
         final = set_folder(path, effective, writable_folder(results_root(), "results folder"))
         copy = _run_set(path, final, effective, given, echo, fresh)
     if prune: prune_set(copy.parent)
@@ -525,6 +531,11 @@ def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
     """The newest finished result set of `notebook` with these parameters; None when there is none."""
     sets = result_sets(notebook, results_dir, **params)
     return sets[0] if sets else None
+
+def _sets_with_key(folder: Path, key: str) -> list[tuple[dict, Path]]:
+    """(manifest, folder) of every finished set published under `key` (<key>, <key>.2, ...), newest first."""
+    found = [(m, p) for p in folder.glob(f"{key}*") if p.is_dir() and (m := _read_manifest(p)) and m["key"] == key]
+    return sorted(found, key=lambda mp: mp[0]["finished"], reverse=True)
 
 # %% ../nbs/80_reproduce.ipynb #12105970
 EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr", "claims", "compare")
@@ -570,6 +581,10 @@ def _run_one(path: Path,  # the experiment notebook
             ) -> str | None:
     """Run one experiment notebook and print the set it wrote; return the error message, or None."""
     start = time.time()
+    if not fresh and (done := finished_set(path, _declared(path, values))):
+        print(f"  reused the finished set {done} (same configuration and commit; --fresh runs it again)", file=summary,
+              flush=True)
+        return None
     try: copy = run_notebook(path, echo=True, prune=prune, fresh=fresh, **_declared(path, values))
     except (BadInputError, NotebookError) as e: return str(e)
     except Exception as e: return f"{path}: {type(e).__name__}: {e}"
@@ -595,7 +610,7 @@ def _check_all(runs: list[tuple[Path, dict]]  # (notebook, parameters) of every 
     """Check every run's parameters before anything runs; one BadInputError listing every problem."""
     problems = []
     for path, values in runs:
-        try: check_parameters(path, values)
+        try: _check_inputs(path, effective_parameters(path, check_parameters(path, values)))
         except BadInputError as e: problems.append(str(e))
     if problems: raise BadInputError("; ".join(problems))
 
@@ -624,8 +639,6 @@ def _build_start(profile: str):
     from reid_nb.start import starting_point
     with contextlib.chdir(experiments_folder()):  # the data root the notebooks will see
         print(f"starting point: {starting_point(profile, pick_device('auto'))}", flush=True)
-
-SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0,)}  # training seeds `reproduce` runs per profile
 
 def _runs(path: Path,  # an experiment notebook
           values: dict,  # profile, dataset, world
@@ -688,6 +701,7 @@ def reproduce(profile: str = "default",  # one of PROFILES
              ) -> dict[str, str]:
     """Check, open the dataset, run every experiment notebook in order (per seed); return name -> error of failures."""
     if profile not in PROFILES: raise BadInputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    from reid_nb.profiles import SEEDS  # imported here: `reid-nb params` starts without torch
     seeds = tuple(SEEDS[profile] if seeds is None else seeds)
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise BadInputError(f"--seeds {' '.join(map(str, seeds))}: expected distinct integers >= 0")
@@ -718,9 +732,67 @@ def _reproduce_runs(runs: list, profile: str, dataset: str, world: str, jobs: in
     _build_start(profile)
     failures, done = {}, 0
     for phase in _phases(runs):
+        phase = [(path, _with_sets(path, v, runs[:done])) for path, v in phase]
         failures.update(_run_phase(phase, jobs, prune, fresh, done, len(runs)))
         done += len(phase)
     return failures
+
+# %% ../nbs/80_reproduce.ipynb #2395bf42
+def finished_set(path: Path,  # the notebook
+                 params: dict,  # the run's given parameters
+                ) -> Path | None:
+    """The newest finished set of this run's configuration made from the checkout's current commit, or None."""
+    git = _git(path.parent)
+    if git is None: return None  # no commit to compare: never assume the code is the same
+    key = set_key(effective_parameters(path, check_parameters(path, params)))
+    same = [p for m, p in _sets_with_key(sets_root() / path.stem, key)
+            if (m.get("git") or {}).get("commit") == git["commit"]]
+    return same[0] if same else None
+
+def _cli_value(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+def _no_set(path: Path, params: dict) -> str:
+    """The n/a cell of a missing set: which one, and the command that makes it."""
+    defaults = {n: p.default for n, p in notebook_parameters(path).items()}
+    args = [f"--profile {params['profile']}"] + [f"-p {k} {_cli_value(v)}" for k, v in params.items()
+                                                  if k != "profile" and v != defaults.get(k)]
+    return f"n/a: no {path.stem} result set for seed {params['seed']} (reid-nb run {path.stem} {' '.join(args)})"
+
+# %% ../nbs/80_reproduce.ipynb #0ec66818
+def _named_set(notebook: str, seed: int, sets: dict) -> tuple[Path | None, str | None]:
+    """(the set `sets` names for `notebook` and `seed`, None), or (None, 'n/a: why'); BadInputError for a bad name."""
+    folder = sets.get(notebook, {}).get(str(seed))
+    if folder is None: return None, f"n/a: the sets parameter names no {notebook} set for seed {seed}"
+    m = _read_manifest(Path(folder))
+    if m is None or m["notebook"] != notebook or m["parameters"].get("seed") != seed:
+        raise BadInputError(f"sets[{notebook!r}][{str(seed)!r}] = {folder}: not a finished {notebook} result set of "
+                            f"seed {seed} (no such {MANIFEST})")
+    return Path(folder), None
+
+def chosen_sets(notebook: str,  # a method notebook's name, e.g. 'uga'
+                seeds: list[int],  # the training seeds to read
+                sets: dict | None = None,  # {notebook: {seed: folder}} as the user or `reproduce` named them
+                **values,  # profile, dataset, world, ...: as `reproduce` gives them to every notebook
+               ) -> dict[int, tuple[Path | None, str | None]]:
+    """seed -> (result set, None) or (None, 'n/a: why'): the sets `sets` names, else those `reid-nb reproduce` makes."""
+    if sets: return {s: _named_set(notebook, s, sets) for s in seeds}
+    path = find_notebook(notebook)
+    runs = zip(seeds, _runs(path, values, tuple(seeds), {}))
+    return {s: (found, None) if (found := _newest(path, params)) else (None, _no_set(path, params)) for s, params in runs}
+
+def _with_sets(path: Path, values: dict, earlier: list[tuple[Path, dict]]) -> dict:
+    """`values`, plus `sets` naming the finished set of every earlier per-seed run when the notebook declares it."""
+    if "sets" not in notebook_parameters(path): return values
+    named = {}
+    for p, v in (run for run in earlier if "seed" in run[1]):
+        if folder := _newest(p, v): named.setdefault(p.stem, {})[str(v["seed"])] = str(folder)
+    return values | {"sets": named}
+
+def _newest(path: Path, params: dict) -> Path | None:
+    """The newest finished set of this run's configuration, whatever commit made it."""
+    found = _sets_with_key(sets_root() / path.stem, set_key(effective_parameters(path, params)))
+    return found[0][1] if found else None
 
 # %% ../nbs/80_reproduce.ipynb #61bdd707
 def _thread_share(threads: int):

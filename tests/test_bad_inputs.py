@@ -389,3 +389,47 @@ def test_notebook_errors_are_not_tracebacks(tmp_path, results):
     with pytest.raises(BadInputError, match="c.ipynb: parameters cell, line 1: n must be a literal"):
         notebook_parameters(computed)
     with pytest.raises(NotebookError): run_notebook(make_notebook(tmp_path / "f.ipynb", "a = 1  # a", "1 / 0"))
+
+
+# ---------------------------------------------------------------- issue 26, cases 6 and 7: checked before a kernel
+EXPERIMENTS = ROOT / "nbs" / "experiments"
+
+
+@pytest.mark.parametrize("nb, settings, words", [
+    ("calr", {"epochs": -1}, "settings of calr (smoke): epochs=-1 (expected an int at least 1)"),
+    ("calr", {"epochs": 0, "lr": -1.0}, "epochs=0 (expected an int at least 1); lr=-1.0 (expected a float above 0)"),
+    ("uga", {"lr": -1.0}, "settings of uga (smoke): lr=-1.0 (expected a float above 0)"),
+    ("uga", {"height": 0}, "height=0 (expected an int at least 16)"),
+    ("stgal", {"iters": 3}, "settings: unknown setting(s) iters; valid: arch, widths"),
+    ("stgal", {"batch": "32"}, "settings['batch'] = '32': expected a int like 32"),
+])
+def test_settings_are_checked_before_a_kernel_starts(tmp_path, results, monkeypatch, nb, settings, words):
+    """No kernel, no `.partial` set, no starting point trained (CALR trained the start before refusing, case 7)."""
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path / "data"))
+    with pytest.raises(BadInputError) as e: run_notebook(EXPERIMENTS / f"{nb}.ipynb", profile="smoke", settings=settings)
+    assert words in str(e.value)
+    assert not results.exists() and not (tmp_path / "data").exists()
+
+
+def test_every_setting_of_every_profile_has_a_range():
+    from reid_nb.profiles import METHOD_SETTINGS, SETTING_RULES, _problem, valid_settings
+    for method, profiles in METHOD_SETTINGS.items():
+        for profile in profiles:
+            values = valid_settings(method, profile, "market1501")
+            assert set(values) <= set(SETTING_RULES), (method, set(values) - set(SETTING_RULES))
+            assert not [k for k, v in values.items() if k != "weights" and _problem(v, SETTING_RULES[k])], method
+
+
+def test_device_and_weight_files_are_checked_before_a_kernel_starts(tmp_path, results, monkeypatch):
+    import torch
+    from reid_nb.start import net_settings, new_backbone
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path / "data"))
+    not_a_state_dict, resnet = tmp_path / "list.pt", tmp_path / "resnet50-stand-in.pth"
+    torch.save([1, 2, 3], not_a_state_dict)
+    torch.save(new_backbone(net_settings("paper")).state_dict(), resnet)  # another architecture than smoke's
+    cases = [({"device": "cuda:x"}, "device='cuda:x'"), ({"weights": str(not_a_state_dict)}, "holds a list, not a state dict"),
+             ({"weights": str(resnet)}, "body weights missing")]
+    if not torch.cuda.is_available(): cases.append(({"device": "cuda"}, "CUDA is not available on this machine"))
+    for params, words in cases:
+        with pytest.raises(BadInputError, match=words): run_notebook(EXPERIMENTS / "uga.ipynb", profile="smoke", **params)
+    assert not results.exists() and not (tmp_path / "data").exists()

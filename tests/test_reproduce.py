@@ -655,3 +655,59 @@ def test_datasets_notebook_smoke(tmp_path, monkeypatch):
     assert any(l.startswith("train,images,") and l.split(",")[3] == "12936" for l in csv_lines)
     assert (out.parent / "datasets" / "tiny-s0-smoke.png").stat().st_size > 1000
     assert snapshot(nbs) == before
+
+
+# ---------------------------------------------------------------- which sets claims and compare read; resuming
+METHOD = ("profile = 'default'  # p\ndataset = 'synth'  # d\nworld = ''  # w\nseed = 0  # s\n"
+          "settings = {}  # changes\nextras = True  # e\nNAME = 'uga'  # n")
+
+
+def git_checkout(root):
+    """Make the fake project a git checkout with one commit (the manifests then record it)."""
+    run = lambda *a: subprocess.run(["git", *a], cwd=root, check=True, capture_output=True)
+    run("init", "-q"); run("add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fake project")
+
+
+def test_claims_and_compare_read_reproduces_sets_not_the_newest(project, tmp_path, monkeypatch):
+    """Case 1 of issue 26: an experiment run after `reproduce` (other settings) is never taken for the method's row."""
+    uga = make_notebook(project / "nbs" / "experiments" / "uga.ipynb", METHOD, TABLE)
+    monkeypatch.chdir(project)
+    made = rp.run_notebook(uga, profile="smoke", seed=0).parent  # what reproduce runs for seed 0 (extras on)
+    second = rp.run_notebook(uga, profile="smoke", seed=1, extras=False).parent  # and for seed 1
+    experiment = rp.run_notebook(uga, profile="smoke", seed=0, settings={"stage2_epochs": 3}).parent  # newer
+    assert rp.find_result_set("uga", seed=0) == experiment  # "the newest set" would have taken it
+    chosen = rp.chosen_sets("uga", [0, 1, 2], profile="smoke", dataset="synth", world="")
+    assert chosen[0] == (made, None) and chosen[1] == (second, None)
+    assert chosen[2] == (None, "n/a: no uga result set for seed 2 (reid-nb run uga --profile smoke -p seed 2 "
+                               "-p extras false)")
+    assert rp.chosen_sets("uga", [0], {"uga": {"0": str(experiment)}}, profile="smoke")[0] == (experiment, None)
+    assert rp.chosen_sets("uga", [1], {"uga": {}}, profile="smoke")[1][1].startswith("n/a: the sets parameter names")
+    with pytest.raises(BadInputError, match=r"sets\['uga'\]\['0'\] = .*: not a finished uga result set of seed 0"):
+        rp.chosen_sets("uga", [0], {"uga": {"0": str(second)}}, profile="smoke")
+
+
+def test_a_stopped_reproduce_reuses_finished_sets_and_names_them_for_claims(project, tmp_path, monkeypatch, capsys):
+    """Cases 1 and 10 of issue 26: a rerun reuses the finished sets of the same configuration and commit (no `.2`),
+    and `claims` is given the sets reproduce made."""
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", METHOD, TABLE)
+    make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nsets = {}  # named sets\n"
+                  "NAME = 'claims'  # n", "import json\nseed = -1\n" + TABLE
+                  + "\n(out / 'sets.json').write_text(json.dumps(sets))")
+    git_checkout(project)
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.chdir(project)
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1"]) == 0
+    res = tmp_path / "res"
+    first = {s: set_of_seed(res, "uga", s) for s in (0, 1)}
+    named = json.loads((the_set(res, "claims") / "claims" / "sets.json").read_text())
+    assert named == {"uga": {str(s): str(first[s]) for s in (0, 1)}}
+    capsys.readouterr()
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reused the finished set") == 3  # both seeds and claims (same sets named, same key)
+    assert sorted(p.name for p in (res / "uga").iterdir()) == sorted(p.name for p in first.values())  # no .2
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "--jobs", "1", "--fresh"]) == 0
+    assert len(list((res / "uga").iterdir())) == 3 and "reused" not in capsys.readouterr().out
