@@ -78,7 +78,8 @@ class Range(NamedTuple):
         if self.item: return f"a list of ({self.item.describe()})"
         bounds = [f"{'above' if self.low_open else 'at least'} {self.low}"] if self.low is not None else []
         bounds += [f"at most {self.high}"] if self.high is not None else []
-        name = {int: "an int", float: "a float", str: "a text", bool: "True or False"}.get(self.type, self.type.__name__)
+        names = {int: "an int", float: "a float", str: "a text", bool: "True or False"}
+        name = names.get(self.type, self.type.__name__)
         return " ".join([name, *bounds] + (["or None"] if self.none else []))
 
 # %% ../nbs/76_profiles.ipynb #86824126

@@ -779,7 +779,8 @@ def chosen_sets(notebook: str,  # a method notebook's name, e.g. 'uga'
     if sets: return {s: _named_set(notebook, s, sets) for s in seeds}
     path = find_notebook(notebook)
     runs = zip(seeds, _runs(path, values, tuple(seeds), {}))
-    return {s: (found, None) if (found := _newest(path, params)) else (None, _no_set(path, params)) for s, params in runs}
+    return {s: (found, None) if (found := _newest(path, params)) else (None, _no_set(path, params))
+            for s, params in runs}
 
 def _with_sets(path: Path, values: dict, earlier: list[tuple[Path, dict]]) -> dict:
     """`values`, plus `sets` naming the finished set of every earlier per-seed run when the notebook declares it."""
