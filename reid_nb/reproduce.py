@@ -8,7 +8,7 @@ __all__ = ['TYPES', 'RULE_RE', 'BOUND_RE', 'OPS', 'KEY_FIELDS', 'KERNEL_LOG', 'L
            'parameters_source', 'parse_rule', 'check_rule', 'notebook_parameters', 'coerce_value', 'check_parameters',
            'NotebookError', 'set_key', 'effective_parameters', 'set_folder', 'run_notebook', 'sets_root', 'result_sets',
            'find_result_set', 'experiments_folder', 'experiment_notebooks', 'report_set', 'default_jobs', 'reproduce',
-           'finished_set', 'chosen_sets', 'prune_checkpoint', 'prune_set', 'prune', 'find_notebook',
+           'finished_set', 'chosen_sets', 'planned_sets', 'prune_checkpoint', 'prune_set', 'prune', 'find_notebook',
            'format_parameters', 'main', 'run_check', 'check_scratch', 'check_estimate', 'format_estimate']
 
 # %% ../nbs/80_reproduce.ipynb #eccdf189
@@ -794,6 +794,20 @@ def _newest(path: Path, params: dict) -> Path | None:
     """The newest finished set of this run's configuration, whatever commit made it."""
     found = _sets_with_key(sets_root() / path.stem, set_key(effective_parameters(path, params)))
     return found[0][1] if found else None
+
+def planned_sets(profile: str = "default",  # the options of `reid-nb reproduce`
+                 dataset: str = "synth",
+                 world: str = "",
+                 seeds: list[int] | None = None,  # default: the profile's
+                 params: dict | None = None,  # -p NAME VALUE
+                ) -> list[tuple[Path, dict, Path | None]]:
+    """(notebook, parameters, its finished set or None) of every run `reproduce` makes with these options, in order;
+    claims and compare get the `sets` of the runs before them, as `reproduce` gives them."""
+    from reid_nb.profiles import SEEDS  # imported here: `reid-nb params` starts without torch
+    seeds, values = tuple(SEEDS[profile] if seeds is None else seeds), dict(profile=profile, dataset=dataset, world=world)
+    runs = [(p, v) for p in _runs_on(experiment_notebooks(), dataset) for v in _runs(p, values, seeds, params or {})]
+    planned = [(p, _with_sets(p, v, runs[:i])) for i, (p, v) in enumerate(runs)]
+    return [(p, v, _newest(p, v)) for p, v in planned]
 
 # %% ../nbs/80_reproduce.ipynb #61bdd707
 def _thread_share(threads: int):

@@ -711,3 +711,37 @@ def test_a_stopped_reproduce_reuses_finished_sets_and_names_them_for_claims(proj
     assert sorted(p.name for p in (res / "uga").iterdir()) == sorted(p.name for p in first.values())  # no .2
     assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "--jobs", "1", "--fresh"]) == 0
     assert len(list((res / "uga").iterdir())) == 3 and "reused" not in capsys.readouterr().out
+
+
+def test_publish_copies_a_finished_reproduce_stamped_and_complete(project, tmp_path, monkeypatch):
+    """issue 22: `publish` copies the pages of the sets reproduce made (never a number by hand), stamped with commit
+    and set keys; an incomplete reproduce is not published; a file publish did not write is never deleted."""
+    from reid_nb.publish import publish
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", METHOD, TABLE, "import os; print('ran in', os.getcwd())")
+    make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nsets = {}  # named sets\n"
+                  "NAME = 'claims'  # n", "seed = -1\n" + TABLE)
+    git_checkout(project)
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.chdir(project)
+    with pytest.raises(BadInputError, match=r"no finished result set for uga \(seed 0\); uga \(seed 1\); claims"):
+        publish("smoke", seeds=[0, 1])
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1"]) == 0
+    out = publish("smoke", seeds=[0, 1])
+    assert out == project / "docs" / "results"
+    snap = json.loads((out / "snapshot.json").read_text())
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    assert [(r["notebook"], r["seed"], r["commit"]) for r in snap["sets"]] == [
+        ("uga", 0, commit), ("uga", 1, commit), ("claims", None, commit)]
+    assert snap["files"] == ["claims.ipynb", "claims/table.csv", "claims/table.md", "uga.ipynb", "uga/table.csv",
+                             "uga/table.md"]  # the first seed's page; checkpoints stay in the set
+    page = nbformat.read(out / "uga.ipynb", as_version=4)
+    assert page.cells[0].source.startswith("> **Published snapshot**") and commit in page.cells[0].source
+    assert "ran in nbs/experiments" in json.dumps(page.cells[-1].outputs) and str(project) not in json.dumps(page)
+    assert (out / "uga" / "table.csv").read_text() == "profile,seed\nsmoke,0\n"
+    assert f"[uga](uga.ipynb) | `results/uga/{snap['sets'][0]['set'].split('/')[-1]}`" in (out / "README.md").read_text()
+    (out / "mine.txt").write_text("a user's note")
+    with pytest.raises(BadInputError, match="holds files no snapshot wrote \\(mine.txt\\)"): publish("smoke", seeds=[0, 1])
+    (out / "mine.txt").unlink()
+    assert publish("smoke", seeds=[0, 1]) == out and not (project / "docs" / "results.partial").exists()
