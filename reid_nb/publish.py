@@ -39,13 +39,13 @@ def _record(path: Path, params: dict, folder: Path) -> dict:
 # %% ../nbs/81_publish.ipynb #b913ff27
 def _stamp(rec: dict, options: dict) -> str:
     """The Markdown cell a published page opens with."""
-    seed = f"training seed {rec['seed']} of {options['seeds']}" if rec["seed"] is not None else \
-        f"seeds {options['seeds']}"
+    seeds, world = options["seeds"], f" world `{options['world']}`" if options["world"] else ""
+    seed = f"training seed {rec['seed']} of {seeds}" if rec["seed"] is not None else f"seeds {seeds}"
+    dirty = " (with uncommitted changes)" if rec["dirty"] else ""
     return (f"> **Published snapshot** (`reid-nb publish`): this notebook as executed by `reid-nb reproduce --profile "
-            f"{options['profile']}` on dataset `{options['dataset']}`{' world ' + options['world'] if options['world'] else ''}, "
-            f"{seed}, at commit `{rec['commit']}`{' (with uncommitted changes)' if rec['dirty'] else ''}, finished "
-            f"{rec['finished'][:19]} UTC. Result set `{rec['set']}` (key `{rec['key']}`). Outputs are copied as the run "
-            f"wrote them; only the machine's folder is cut from printed paths.")
+            f"{options['profile']}` on dataset `{options['dataset']}`{world}, {seed}, at commit `{rec['commit']}`"
+            f"{dirty}, finished {rec['finished'][:19]} UTC. Result set `{rec['set']}` (key `{rec['key']}`). Outputs "
+            "are copied as the run wrote them; only the machine's folder is cut from printed paths.")
 
 def _relative(nb, root: Path):
     """Printed paths relative to the project (the machine's folder cut), in place."""

@@ -804,7 +804,8 @@ def planned_sets(profile: str = "default",  # the options of `reid-nb reproduce`
     """(notebook, parameters, its finished set or None) of every run `reproduce` makes with these options, in order;
     claims and compare get the `sets` of the runs before them, as `reproduce` gives them."""
     from reid_nb.profiles import SEEDS  # imported here: `reid-nb params` starts without torch
-    seeds, values = tuple(SEEDS[profile] if seeds is None else seeds), dict(profile=profile, dataset=dataset, world=world)
+    seeds = tuple(SEEDS[profile] if seeds is None else seeds)
+    values = dict(profile=profile, dataset=dataset, world=world)
     runs = [(p, v) for p in _runs_on(experiment_notebooks(), dataset) for v in _runs(p, values, seeds, params or {})]
     planned = [(p, _with_sets(p, v, runs[:i])) for i, (p, v) in enumerate(runs)]
     return [(p, v, _newest(p, v)) for p, v in planned]
