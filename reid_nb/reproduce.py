@@ -538,7 +538,7 @@ def _sets_with_key(folder: Path, key: str) -> list[tuple[dict, Path]]:
     return sorted(found, key=lambda mp: mp[0]["finished"], reverse=True)
 
 # %% ../nbs/80_reproduce.ipynb #12105970
-EXPERIMENTS = ("datasets", "evaluation", "uga", "stgal", "calr", "claims", "compare")
+EXPERIMENTS = ("datasets", "uga", "stgal", "calr", "claims", "compare")
 
 def experiments_folder() -> Path:
     """The folder of the experiment notebooks: <project root>/nbs/experiments."""
