@@ -44,16 +44,18 @@ lab: venv
 docs: venv
 	$(PY) docs/render_html.py _docs
 
-# Screenshots of three pages of the site in a headless Chromium (when one is installed), under $(SHOTS).
+# Screenshots of three pages of the site, and of the search box answering a query, in a headless Chromium (when one
+# is installed), under $(SHOTS).
 SHOTS ?= /tmp/shots
 CHROMIUM ?= $(shell command -v chromium chromium-browser google-chrome 2>/dev/null | head -n 1)
+SHOT_PAGES ?= index=index.html 60_uga=60_uga.html experiments_stgal=experiments/stgal.html search=60_uga.html?q=travel+time
 docs-shots: docs
 	@if [ -z "$(CHROMIUM)" ]; then echo "no chromium on the PATH (apt-get install chromium)"; exit 1; fi
 	mkdir -p $(SHOTS)
-	@for page in index 60_uga experiments/stgal; do \
-	  out="$(SHOTS)/$$(echo $$page | tr / _).png"; \
+	@for shot in $(SHOT_PAGES); do \
+	  out="$(SHOTS)/$${shot%%=*}.png"; \
 	  "$(CHROMIUM)" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1000 \
-	    --screenshot="$$out" "file://$(CURDIR)/_docs/$$page.html" 2>/dev/null && echo "$$out"; done
+	    --screenshot="$$out" "file://$(CURDIR)/_docs/$${shot#*=}" 2>/dev/null && echo "$$out"; done
 
 # The same site rendered by Quarto (sidebar, search). Quarto comes from PyPI (quarto-cli, installed into .venv on first
 # use, not part of the tested lock file), but building that package downloads the Quarto binary from the Quarto
