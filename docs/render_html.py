@@ -32,6 +32,7 @@ from pygments.lexers import PythonLexer
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "site"
+READING_ORDER = ["datasets", "uga", "stgal", "calr", "compare", "claims"]  # experiments and results in the sidebar
 GROUPS = {"": "", "foundations": "Foundations", "methods": "Methods", "reporting": "Reporting",
           "experiments": "Experiments", "results": "Experiments: results, as last reproduced", "spec": "Specification"}
 SHOWN = {"export", "exports", "exporti", "eval", "notest", "slow", "code-fold", "code-summary", "label", "fig-cap"}
@@ -68,15 +69,21 @@ def chapter_group(name: str) -> str:
     return "foundations" if number < 60 else "methods" if number < 70 else "reporting"
 
 
+def in_reading_order(notebooks) -> list[Path]:
+    """Experiment notebooks as a reader takes them (the data, each method, then the comparisons); others after."""
+    rank = lambda p: (READING_ORDER.index(p.stem) if p.stem in READING_ORDER else len(READING_ORDER), p.stem)
+    return sorted(notebooks, key=rank)
+
+
 def site_pages(root: Path = ROOT) -> list[Page]:
     """Every page of the site, in sidebar order."""
     nbs, results, spec = root / "nbs", root / "docs" / "results", root / "docs" / "spec"
     pages = [Page(nbs / "index.ipynb", "index.html", "", "Home", nbs)]
     pages += [Page(p, p.stem + ".html", chapter_group(p.name), "", nbs) for p in sorted(nbs.glob("[0-9]*.ipynb"))]
     pages += [Page(p, f"experiments/{p.stem}.html", "experiments", p.stem, p.parent)
-              for p in sorted((nbs / "experiments").glob("*.ipynb"))]
+              for p in in_reading_order((nbs / "experiments").glob("*.ipynb"))]
     pages += [Page(p, f"results/{p.stem}.html", "results", p.stem, nbs / "experiments")
-              for p in sorted(results.glob("*.ipynb"))]  # an absent folder globs to nothing
+              for p in in_reading_order(results.glob("*.ipynb"))]  # an absent folder globs to nothing
     pages += [Page(p, f"spec/{p.stem}.html", "spec", p.stem, p.parent) for p in sorted(spec.glob("*.md"))]
     return pages
 
@@ -168,9 +175,12 @@ def processed(path: Path):
     """The notebook as nbdev_proc_nbs leaves it, in memory."""
     from execnb.nbio import read_nb
     from nbdev.processors import FilterDefaults
-    os.environ["IN_TEST"] = "1"
-    nb = read_nb(path)
-    FilterDefaults()(nb)
+    nb, before = read_nb(path), os.environ.get("IN_TEST")
+    os.environ["IN_TEST"] = "1"  # as nbdev_proc_nbs runs it
+    try: FilterDefaults()(nb)
+    finally:
+        if before is None: os.environ.pop("IN_TEST")
+        else: os.environ["IN_TEST"] = before
     return nb
 
 
