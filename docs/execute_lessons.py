@@ -4,12 +4,15 @@ The library notebooks (nbs/*.ipynb) are committed with their outputs, nbdev's co
 `clear_all = False`), so a chapter reads on a code host, in JupyterLab and in the docs site without running anything.
 Cells run as `nbdev_test` runs them: in the notebook's folder, with IN_TEST set, skipping the cells flagged with
 settings.ini's `tst_flags` and `#| eval: false` (those keep no output). The outputs are made machine-independent
-(the repository's folder and temporary folders are written as relative or `<tmp>` paths; progress bars are off) and
-`nbdev_clean` then strips execution counts and metadata. A notebook whose lesson raises is left as it was.
-The experiment notebooks (nbs/experiments/) are not touched: they train networks and are committed clean.
+(the repository's folder and temporary folders are written as relative or `<tmp>` paths, durations as `…`;
+progress bars are off), figures over 150 kB are stored as JPEG, and `nbdev_clean` then strips execution counts and
+metadata. A notebook whose lesson raises is left as it was. The experiment notebooks (nbs/experiments/) are not
+touched: they train networks and are committed clean.
 
 Usage: python docs/execute_lessons.py [NOTEBOOK ...]   (default: every library notebook)
 """
+import base64
+import io
 import os
 import re
 import sys
@@ -22,8 +25,10 @@ from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 from nbdev.clean import nbdev_clean
 from nbdev.config import get_config
+from PIL import Image
 
 TMP = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[\w.-]+")
+LARGE_PNG = 200_000  # characters of base64: larger figures are stored as JPEG
 # Durations and speeds differ from run to run and machine to machine: written as `…` (the unit stays).
 TIMINGS = [(re.compile(r"\d+(?:\.\d+)? (s/epoch|img/s)"), r"… \1"), (re.compile(r"ETA (?:\d+[hms])+"), "ETA …"),
            (re.compile(r"(?<![\w.])\d+\.\d+ ?s\b(?!/)"), "… s")]
@@ -70,6 +75,22 @@ def clean_outputs(cell, root: Path, folder: Path) -> None:
             if mime.startswith("text/") or mime in ("image/svg+xml", "application/json"): out["data"][mime] = fix(value)
 
 
+def compact_images(cell) -> None:
+    """Large PNG figures (photographs of the synthetic world, at retina resolution) are stored as JPEG, which is
+    a fifth of their size; the display size (the output's metadata) stays."""
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if len(data.get("image/png", "")) < LARGE_PNG: continue
+        image = Image.open(io.BytesIO(base64.b64decode(data.pop("image/png"))))
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+        jpeg = io.BytesIO()
+        flat.save(jpeg, "JPEG", quality=80, optimize=True)
+        data["image/jpeg"] = base64.b64encode(jpeg.getvalue()).decode("ascii")
+        meta = out.get("metadata", {})
+        if "image/png" in meta: meta["image/jpeg"] = meta.pop("image/png")
+
+
 def execute_in_place(path: Path, flags: set, root: Path) -> int:
     """Run the notebook's lessons and write it back with their outputs; return the number of cells with outputs."""
     nb = read_nb(path)
@@ -79,6 +100,7 @@ def execute_in_place(path: Path, flags: set, root: Path) -> int:
         CaptureShell(path).run_all(nb, exc_stop=True, preproc=skip_cell(flags))
     for cell in nb.cells:
         clean_outputs(cell, root, path.parent)
+        compact_images(cell)
     write_nb(nb, path)
     nbdev_clean.__wrapped__(str(path))  # execution counts and metadata, as `nbdev_clean` (the function, not the CLI)
     return sum(1 for c in nb.cells if c.cell_type == "code" and c.get("outputs"))

@@ -126,10 +126,16 @@ def render_output(out: dict, asis: bool) -> str:
     for mime in ("text/html", "image/svg+xml"):
         if mime in data: return f'<div class="output">{text_of(data[mime])}</div>'
     for mime in ("image/png", "image/jpeg"):
-        if mime in data: return f'<div class="output"><img src="data:{mime};base64,{text_of(data[mime]).strip()}"></div>'
+        if mime in data: return f'<div class="output">{image(mime, data[mime], out.get("metadata", {}).get(mime, {}))}</div>'
     if "text/markdown" in data: return f'<div class="output">{markdown(text_of(data["text/markdown"]))}</div>'
     if "text/plain" in data: return f'<pre class="output">{html.escape(ANSI.sub("", text_of(data["text/plain"])))}</pre>'
     return ""
+
+
+def image(mime: str, payload, size: dict) -> str:
+    """An inline image at its display size (a retina figure's metadata halves its pixel size)."""
+    dims = "".join(f' {k}="{size[k]}"' for k in ("width", "height") if k in size)
+    return f'<img src="data:{mime};base64,{text_of(payload).strip()}"{dims}>'
 
 
 def render_code(cell, warn) -> str:

@@ -150,6 +150,12 @@ def test_library_notebook_outputs_are_machine_independent(nb):
     assert not bad, f"{nb.name}: " + "; ".join(bad)
 
 
+@pytest.mark.parametrize("nb", LESSON_NBS, ids=lambda p: p.name)
+def test_library_notebook_stays_small(nb):
+    """Outputs are committed, so figures must stay light: `make lessons` stores large ones as JPEG."""
+    assert nb.stat().st_size < 1_000_000, f"{nb.name}: {nb.stat().st_size:,} bytes (large outputs?)"
+
+
 def test_make_lessons_and_lab_targets():
     import shutil
     import subprocess
