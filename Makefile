@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce test export bench lock clean-results docs docs-quarto prune
+.PHONY: venv reproduce test export bench lock clean-results docs docs-quarto docs-shots lessons lab prune
 
 venv: .venv/.installed
 
@@ -29,14 +29,33 @@ test: venv
 	.venv/bin/nbdev_test --n_workers 2
 	.venv/bin/pytest tests -q
 
-# The documentation site in _docs/ (git-ignored), from PyPI packages only: nbdev processes the notebooks into _proc/,
-# docs/execute_lessons.py gives the chapters' lessons their outputs (notebooks are committed without them), and
-# nbconvert renders every notebook as a page (docs/render_html.py).
+# The library notebooks are committed with their lessons' outputs: this runs every lesson in place (as nbdev_test
+# does), makes the outputs machine-independent and runs nbdev_clean (NB="nbs/60_uga.ipynb ...": only those).
+lessons: venv
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py $(NB)
+
+# JupyterLab on the notebooks, with the project's environment as the kernel.
+lab: venv
+	.venv/bin/jupyter lab nbs
+
+# The documentation site in _docs/ (git-ignored), from PyPI packages only, no Quarto, no network: docs/render_html.py
+# processes the notebooks as nbdev does and renders them with their committed outputs, the spec and, when
+# docs/results/ exists, the published results; a sidebar, a contents list per page and an offline search.
 docs: venv
-	rm -rf _proc
-	$(PY) docs/render_html.py proc
-	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc
-	$(PY) docs/render_html.py html _proc _docs
+	$(PY) docs/render_html.py _docs
+
+# Screenshots of three pages of the site, and of the search box answering a query, in a headless Chromium (when one
+# is installed), under $(SHOTS).
+SHOTS ?= /tmp/shots
+CHROMIUM ?= $(shell command -v chromium chromium-browser google-chrome 2>/dev/null | head -n 1)
+SHOT_PAGES ?= index=index.html 60_uga=60_uga.html experiments_stgal=experiments/stgal.html search=60_uga.html?q=travel+time
+docs-shots: docs
+	@if [ -z "$(CHROMIUM)" ]; then echo "no chromium on the PATH (apt-get install chromium)"; exit 1; fi
+	mkdir -p $(SHOTS)
+	@for shot in $(SHOT_PAGES); do \
+	  out="$(SHOTS)/$${shot%%=*}.png"; \
+	  "$(CHROMIUM)" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1000 \
+	    --screenshot="$$out" "file://$(CURDIR)/_docs/$${shot#*=}" 2>/dev/null && echo "$$out"; done
 
 # The same site rendered by Quarto (sidebar, search). Quarto comes from PyPI (quarto-cli, installed into .venv on first
 # use, not part of the tested lock file), but building that package downloads the Quarto binary from the Quarto
@@ -45,7 +64,6 @@ QUARTO_CLI ?= 1.10.19
 docs-quarto: venv .venv/bin/quarto
 	rm -rf _proc
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/nbdev_proc_nbs --file_re '\.(?:ipynb|qmd|html)$$'
-	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) docs/execute_lessons.py _proc
 	cd _proc && PATH="$(CURDIR)/.venv/bin:$$PATH" quarto render --no-cache
 	rm -rf _docs && mv _proc/_docs _docs
 	@echo "documentation site: _docs/index.html"

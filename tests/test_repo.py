@@ -1,4 +1,5 @@
-"""Repository hygiene: notebooks and modules agree, experiment notebooks are well-formed, notebooks are clean."""
+"""Repository hygiene: notebooks and modules agree, experiment notebooks are well-formed and committed clean, library
+notebooks are committed with their lessons' outputs (nbdev's convention), free of tracebacks and machine paths."""
 import json
 import re
 from pathlib import Path
@@ -82,11 +83,87 @@ def test_experiments_are_skipped_by_nbdev_test():
     assert all(_keep_file(nb, ".notest") for nb in LIBRARY_NBS)
 
 
-@pytest.mark.parametrize("nb", ALL_NBS, ids=lambda p: str(p.relative_to(NBS)))
-def test_notebook_is_committed_clean(nb):
+@pytest.mark.parametrize("nb", EXPERIMENT_NBS, ids=lambda p: p.name)
+def test_experiment_notebook_is_committed_clean(nb):
+    """Experiment notebooks train networks: their outputs are results (docs/results/), never committed here."""
     dirty = [i for i, c in enumerate(cells(nb))
              if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{nb.relative_to(ROOT)}: cells {dirty} have outputs or execution counts (run nbdev_clean)"
+
+
+LESSON_NBS = LIBRARY_NBS + [NBS / "index.ipynb"]
+DIRECTIVE = re.compile(r"^#\|\s*([\w-]+)(?::?\s*(\S*))", re.M)
+MACHINE_PATH = re.compile(r"(?<![\w.<~])/(?:home|Users|root|tmp|work|var|private|opt|mnt|usr)/|\b[A-Z]:\\(?=\w)")
+
+
+def skipped_by_nbdev_test(src):
+    """Cells nbdev_test does not run (settings.ini's tst_flags, `#| eval: false`): they keep no output."""
+    direc = dict(DIRECTIVE.findall(src))
+    return bool({"notest", "slow"} & set(direc)) or direc.get("eval", "").lower() == "false"
+
+
+def displays_a_value(src):
+    """True when the cell's last statement shows something: a bare expression (not a call, whose value may be None,
+    nor silenced with `;`) or a print."""
+    import ast
+    lines = [line for line in src.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try: tree = ast.parse("\n".join(lines))
+    except SyntaxError: return False
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr) or lines[-1].rstrip().endswith(";"): return False
+    call = last.value
+    return not isinstance(call, ast.Call) or (isinstance(call.func, ast.Name) and call.func.id == "print")
+
+
+def output_texts(cell):
+    for out in cell.get("outputs", []):
+        yield source({"source": out.get("text", "")}) + out.get("ename", "")
+        for mime, value in out.get("data", {}).items():
+            if mime.startswith("text/"): yield source({"source": value})
+
+
+@pytest.mark.parametrize("nb", LESSON_NBS, ids=lambda p: p.name)
+def test_library_notebook_carries_its_lessons_outputs(nb):
+    """Committed as nbdev does (clear_all = False): each lesson that shows a value has its output (`make lessons`),
+    cells nbdev_test skips have none, and nothing is counted (nbdev_clean strips execution counts)."""
+    code = [(i, c, source(c)) for i, c in enumerate(cells(nb)) if c["cell_type"] == "code"]
+    missing = [i for i, c, src in code if not c.get("outputs") and not skipped_by_nbdev_test(src)
+               and not EXPORT.search(src) and displays_a_value(src)]
+    stale = [i for i, c, src in code if c.get("outputs") and skipped_by_nbdev_test(src)]
+    counted = [i for i, c, _ in code if c.get("execution_count") is not None
+               or any(o.get("execution_count") is not None for o in c.get("outputs", []))]
+    assert not missing, f"{nb.name}: lessons {missing} have no output (run `make lessons NB={nb.relative_to(ROOT)}`)"
+    assert not stale, f"{nb.name}: cells {stale} are skipped by nbdev_test but carry outputs"
+    assert not counted, f"{nb.name}: cells {counted} carry execution counts (run nbdev_clean)"
+
+
+@pytest.mark.parametrize("nb", LESSON_NBS, ids=lambda p: p.name)
+def test_library_notebook_outputs_are_machine_independent(nb):
+    """No traceback, no absolute path of the machine that ran the lessons."""
+    bad = []
+    for i, c in enumerate(cells(nb)):
+        if any(o.get("output_type") == "error" for o in c.get("outputs", [])): bad.append(f"cell {i}: an error output")
+        for text in output_texts(c):
+            if "Traceback (most recent call last)" in text: bad.append(f"cell {i}: a traceback")
+            if MACHINE_PATH.search(text) or str(ROOT) in text:
+                bad.append(f"cell {i}: an absolute path {MACHINE_PATH.search(text) or str(ROOT)!r}")
+    assert not bad, f"{nb.name}: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("nb", LESSON_NBS, ids=lambda p: p.name)
+def test_library_notebook_stays_small(nb):
+    """Outputs are committed, so figures must stay light: `make lessons` stores large ones as JPEG."""
+    assert nb.stat().st_size < 1_000_000, f"{nb.name}: {nb.stat().st_size:,} bytes (large outputs?)"
+
+
+def test_make_lessons_and_lab_targets():
+    import shutil
+    import subprocess
+    if shutil.which("make") is None: pytest.skip("make is not installed")
+    r = subprocess.run(["make", "-n", "lessons", "NB=nbs/00_core.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "docs/execute_lessons.py nbs/00_core.ipynb" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True)
+    assert ".venv/bin/jupyter lab nbs" in r.stdout, r.stdout + r.stderr
 
 
 def test_make_prune_target_runs_the_prune_command():
@@ -97,34 +174,6 @@ def test_make_prune_target_runs_the_prune_command():
     assert r.returncode == 0 and ".venv/bin/reid-nb prune uga --dry-run" in r.stdout.splitlines(), r.stdout + r.stderr
     r = subprocess.run(["make", "-n", "prune"], cwd=ROOT, capture_output=True, text=True)
     assert ".venv/bin/reid-nb prune" in [line.strip() for line in r.stdout.splitlines()], r.stdout
-
-
-def test_docs_render_every_notebook_with_links_between_pages(tmp_path):
-    """docs/render_html.py: one page per notebook, .ipynb links turned into .html links, one navigation bar."""
-    import importlib.util
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-    spec = importlib.util.spec_from_file_location("render_html", ROOT / "docs" / "render_html.py")
-    render_html = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render_html)
-    proc = tmp_path / "_proc"
-    (proc / "experiments").mkdir(parents=True)
-    chapter = new_notebook(cells=[new_markdown_cell("# uga\n\nSee [the index](index.ipynb)."),
-                                  new_code_cell("1 + 1", outputs=[new_output("execute_result", {"text/plain": "2"},
-                                                                             execution_count=1)])])
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# Home\n\n[UGA](60_uga.ipynb#a-tiny-run), "
-                                                         "[run](experiments/uga.ipynb), [web](https://x.org/a.ipynb)")]),
-                   proc / "index.ipynb")
-    nbformat.write(chapter, proc / "60_uga.ipynb")
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# UGA experiment")]), proc / "experiments" / "uga.ipynb")
-    written = render_html.render(proc, tmp_path / "_docs")
-    assert [p.relative_to(tmp_path / "_docs").as_posix() for p in written] == [
-        "index.html", "60_uga.html", "experiments/uga.html"]
-    home, page, exp = (p.read_text() for p in written)
-    assert 'href="60_uga.html#a-tiny-run"' in home and 'href="experiments/uga.html"' in home
-    assert 'href="https://x.org/a.ipynb"' in home  # other sites' links stay as they are
-    assert 'href="index.html"' in page and ">2<" in page.replace("\n", "")  # the lesson's output is on the page
-    assert 'href="../60_uga.html">uga</a>' in exp  # the navigation bar, relative to a page one folder down
 
 
 def test_exported_code_joins_no_statements_and_keeps_lines_short():
