@@ -6,7 +6,8 @@
 __all__ = ['CHECK_ENV', 'CHECK_CAP', 'CHECK_LOG', 'CHECK_BATCH_ENV', 'PROFILES', 'BadInputError', 'seed_everything',
            'pick_device', 'usable_folder', 'writable_folder', 'project_root', 'data_root', 'results_root', 'cache_root',
            'progress', 'check_folder', 'check_batch', 'check_cap', 'check_loop', 'main_process', 'config_hash',
-           'file_mode', 'atomic_write_bytes', 'atomic_write_text', 'atomic_torch_save', 'table_markdown', 'write_table']
+           'file_mode', 'atomic_write_bytes', 'atomic_write_text', 'atomic_torch_save', 'read_cache', 'table_markdown',
+           'write_table']
 
 # %% ../nbs/00_core.ipynb #dd249dff
 import contextlib
@@ -217,6 +218,50 @@ def atomic_torch_save(obj, path: Path | str) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/00_core.ipynb #5763e26e
+def _aside(path: Path) -> Path:
+    """The first free `<path>.corrupt-<n>`, n = 1, 2, ..."""
+    n = 1
+    while path.with_name(f"{path.name}.corrupt-{n}").exists(): n += 1
+    return path.with_name(f"{path.name}.corrupt-{n}")
+
+def _cache_problem(path: Path, loader, check, min_size: int) -> tuple[object, str | None]:
+    """(the loaded value, None) or (None, why the file is unusable)."""
+    size = path.stat().st_size
+    if size < min_size: return None, f"{size:,} bytes, expected at least {min_size:,}"
+    try:
+        value = loader(path)
+        problem = check(value) if check else None
+    except PermissionError: raise  # unreadable for this user, not damaged: the caller's message names it
+    except Exception as e: problem = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:200]
+    return (None, problem) if problem else (value, None)
+
+def read_cache(path: Path | str,  # the cache file
+               loader,  # loader(path) -> its value; raises when the file is damaged
+               what: str = "cache",  # how the lines name it, e.g. 'starting point'
+               check=None,  # check(value) -> None when usable, else the reason (e.g. a missing key, a wrong shape)
+               min_size: int = 1,  # fewer bytes than this: damaged, without loading it
+               then: str = "rebuilding",  # what happens to a damaged one, said in its line
+               aside_as: Path | str | None = None,  # a damaged one goes to <aside_as>.corrupt-<n> (None: beside it)
+               quiet: bool = False,  # no line when it is reused (the caller says what it does with it)
+              ):
+    """The cached value, verified, with one line saying it is reused; None when missing or damaged (a damaged file is
+    moved aside to `<path>.corrupt-<n>` with one line saying why), so the caller rebuilds it."""
+    path = Path(path)
+    if not path.is_file(): return None
+    value, problem = _cache_problem(path, loader, check, min_size)
+    if problem is None:
+        if not quiet: print(f"reusing {what} cache {path}", flush=True)
+        return value
+    aside = _aside(Path(aside_as or path))
+    try: os.replace(path, aside)
+    except FileNotFoundError: pass  # another process moved it aside first
+    except OSError as e:
+        raise BadInputError(f"{what} cache {path} is unreadable ({problem}) and cannot be moved aside "
+                            f"({e.strerror or e}); move or delete it, then rerun") from None
+    print(f"{what} cache {path} is unreadable ({problem}); moved aside to {aside}, {then}", flush=True)
+    return None
 
 # %% ../nbs/00_core.ipynb #cf0993a3
 PROFILES = ("smoke", "default", "paper")

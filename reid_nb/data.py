@@ -8,11 +8,13 @@ __all__ = ['DTYPES', 'IMAGE_EXTENSIONS', 'NAME_PATTERNS', 'NAME_FIELDS', 'MARKET
            'CAMERAS', 'NO_CLOCK', 'MARKET_SPLITS', 'DATASET_FOLDERS', 'FOLDER_LAYOUTS', 'MSMT_LISTS', 'DATASETS',
            'TIME_MODES', 'MARKET1501_PUBLISHED', 'Records', 'concat_records', 'image_stem', 'BadNameError',
            'parse_name', 'virtual_camera', 'market_concat_frames', 'duke_master_frame', 'duke_t_frames', 'read_world',
-           'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'real_root', 'load_dataset', 'image_problem',
-           'verify_images', 'split_statistics', 'dataset_statistics', 'compare_statistics', 'dataset_summary']
+           'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'real_root', 'load_dataset', 'dataset_fingerprint',
+           'image_problem', 'verify_images', 'split_statistics', 'dataset_statistics', 'compare_statistics',
+           'dataset_summary']
 
 # %% ../nbs/10_data.ipynb #8eadfab4
 import csv
+import hashlib
 import json
 import os
 import re
@@ -23,7 +25,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .core import BadInputError, data_root, progress
+from .core import BadInputError, config_hash, data_root, progress
 
 # %% ../nbs/10_data.ipynb #72c3b191
 DTYPES = {"path": str, "pid": np.int64, "cam": np.int64, "seq": np.int64, "frame": np.int64, "bbox_idx": np.int64,
@@ -504,6 +506,21 @@ def load_dataset(root: Path | str,  # the dataset folder, or its parent holding 
         raise BadInputError(f"{root}: is a file, not a folder; expected the {name} dataset folder")
     if not root.is_dir(): raise BadInputError(f"{root}: dataset folder for {name} does not exist")
     return DATASETS[name](root, name, _time_mode(name, market_time_mode), strict)
+
+# %% ../nbs/10_data.ipynb #01b3253f
+def _size(path: str) -> int:
+    """The byte size of a file, -1 when it is gone."""
+    try: return os.stat(path).st_size
+    except OSError: return -1
+
+def dataset_fingerprint(ds: ReidDataset  # a loaded dataset
+                       ) -> str:
+    """A hash of what `ds` holds, not where: every image's split, relative path and size, and a world's world.json."""
+    root = Path(ds.root)
+    files = {s: sorted((os.path.relpath(p, root), _size(p)) for p in r.path) for s, r in ds.splits().items()}
+    truth = root / "world" / "world.json"
+    world = hashlib.sha1(truth.read_bytes()).hexdigest() if truth.is_file() else None
+    return config_hash(dict(name=ds.name, files=files, world=world), n=16)
 
 # %% ../nbs/10_data.ipynb #cb486017
 def image_problem(path: str | Path  # an image file

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import BadInputError, atomic_torch_save, check_batch, config_hash, progress
+from .core import BadInputError, atomic_torch_save, check_batch, config_hash, progress, read_cache
 
 # %% ../nbs/20_sampling.ipynb #2d3b15e4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,6 +88,13 @@ class ImageBank:
     def __repr__(self): return f"ImageBank({len(self)} images, {self.size[0]}x{self.size[1]})"
 
 # %% ../nbs/20_sampling.ipynb #a47d939d
+def _bank_problem(saved, paths: list[str], height: int, width: int) -> str | None:
+    """None when a loaded cache holds the images of `paths` at (height, width), else what is wrong."""
+    if not isinstance(saved, dict) or set(saved) != {"images", "paths"}: return "not a decoded-image bank"
+    shape, want = tuple(saved["images"].shape), (len(paths), 3, height, width)
+    if saved["images"].dtype != torch.uint8 or shape != want: return f"uint8 images {want} expected, found {shape}"
+    return None if saved["paths"] == paths else "its paths are other files"
+
 @classmethod
 def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) or a sequence of file paths
                   height: int,  # image height after resizing
@@ -100,9 +107,9 @@ def _from_records(cls, records,  # `reid_nb.data.Records` (uses `records.path`) 
     paths = [str(p) for p in getattr(records, "path", records)]
     if resample not in RESAMPLE: raise BadInputError(f"resample={resample!r}: expected one of {list(RESAMPLE)}")
     cache = Path(cache_dir) / f"imagebank_{_bank_key(paths, height, width, resample)}.pt" if cache_dir else None
-    if cache is not None and cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        if saved["paths"] == paths: return cls(saved["images"], paths)
+    saved = cache and read_cache(cache, lambda p: torch.load(p, weights_only=True), "decoded-image",
+                                 lambda s: _bank_problem(s, paths, height, width), len(paths) * 3 * height * width)
+    if saved is not None: return cls(saved["images"], paths)
     images = _decode_all(paths, height, width, resample, workers)
     if cache is not None: atomic_torch_save({"images": images, "paths": paths}, cache)
     return cls(images, paths)

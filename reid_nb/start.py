@@ -22,15 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root
+from .core import (BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root,
+                          read_cache)
+from .data import dataset_fingerprint
 from .distributed import run_stage, shard
 from .evaluation import evaluate_features
 from .features import extract_features
-from .models import BNNeck, build_backbone
+from .models import BNNeck, build_backbone, file_sha256
 from .report import gap_closed, metrics_pct
 from .sampling import Augment, ImageBank, identity_batches
 from .stgal import group_triplet_loss
-from .synth import GENERATOR_VERSION, open_dataset
+from .synth import SYNTH_PRESET, open_dataset, world_config, world_hash
 from .train import run_epochs, sgd_steps
 
 # %% ../nbs/75_start.ipynb #1f575d4c
@@ -185,8 +187,21 @@ def cache_lock(path: Path  # the cached file to be made
         yield
 
 def _start_key(profile: str, net: dict, budget: Budget) -> str:
-    return config_hash(dict(profile=profile, net=net, budget=asdict(budget), source_seed=SOURCE_SEED,
-                            generator=GENERATOR_VERSION, recipe="ce+triplet/adam/warmup-cosine"))
+    """The hash naming a start: network, budget, recipe and the source world's hash (config, seed, generator)."""
+    source = world_hash(world_config(SYNTH_PRESET[profile]), SOURCE_SEED)
+    return config_hash(dict(profile=profile, net=net, budget=asdict(budget), source_world=source,
+                            recipe="ce+triplet/adam/warmup-cosine"))
+
+def _load_weights(path: Path):
+    """A torch file of tensors (weights only), on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+def _weights_problem(sd, net: dict) -> str | None:
+    """None when `sd` holds every weight of the profile's backbone in its shape, else what differs."""
+    if not isinstance(sd, dict): return f"a {type(sd).__name__}, not a state dict"
+    want = new_backbone(net).state_dict()
+    bad = [k for k, v in want.items() if not (torch.is_tensor(sd.get(k)) and sd[k].shape == v.shape)]
+    return f"{len(bad)} of {len(want)} weights missing or of another shape, e.g. {bad[0]}" if bad else None
 
 def starting_point(profile: str,  # 'smoke', 'default' or 'paper'
                    device: str | torch.device = "cpu",  # where to train it if it is missing
@@ -197,7 +212,8 @@ def starting_point(profile: str,  # 'smoke', 'default' or 'paper'
     net, budget = net_settings(profile), budget or START_BUDGETS[profile]
     path = starts_folder() / f"start-{profile}-{_start_key(profile, net, budget)}.pt"
     with cache_lock(path):  # concurrent runs (`reproduce --jobs`) train it once; the others wait and read it
-        if not path.exists(): _train_start(profile, net, budget, path, device)
+        if read_cache(path, _load_weights, "starting point", lambda sd: _weights_problem(sd, net)) is None:
+            _train_start(profile, net, budget, path, device)
     return path
 
 def _train_start(profile: str, net: dict, budget: Budget, path: Path, device) -> None:
@@ -228,9 +244,24 @@ def test_scores(backbone: nn.Module,  # a backbone (pooled features)
 
 # %% ../nbs/75_start.ipynb #9d369010
 def _bounds_path(ds, profile: str, start, budget: Budget, seed: int) -> Path:
-    key = config_hash(dict(root=str(Path(ds.root).resolve()), name=ds.name, n=len(ds.train), start=str(start),
-                           budget=asdict(budget), seed=seed, net=net_settings(profile)))
+    """The floor/ceiling cache of a target: keyed by its content and the start's, not by their folders."""
+    weights = str(start) if str(start) == "imagenet" or not Path(start).is_file() else file_sha256(start)
+    key = config_hash(dict(data=dataset_fingerprint(ds), start=weights, budget=asdict(budget), seed=seed,
+                           net=net_settings(profile)))
     return starts_folder() / f"bounds-{profile}-{key}.json"
+
+def _bounds_problem(b) -> str | None:
+    """None when `b` is a floor/ceiling record, else what it lacks."""
+    ok = isinstance(b, dict) and all(isinstance(b.get(k), dict) and "mAP" in b[k] for k in ("floor", "ceiling"))
+    return None if ok and "ceiling_images" in b else "not a floor/ceiling record (floor, ceiling, ceiling_images)"
+
+def _read_bounds(path: Path, profile: str, then: str = "rebuilding") -> tuple[dict | None, dict | None]:
+    """(the floor/ceiling JSON, the kept ceiling beside it), each verified; None when missing or damaged."""
+    net = net_settings(profile)
+    bounds = read_cache(path, lambda p: json.loads(p.read_text()), "floor/ceiling", _bounds_problem, then=then)
+    kept = read_cache(path.with_suffix(".pt"), _load_weights, "ceiling weights",
+                      lambda k: _weights_problem(k.get("weights") if isinstance(k, dict) else k, net), then=then)
+    return bounds, kept
 
 def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
                       banks: dict,  # 'train', 'query', 'gallery' ImageBanks at the profile's size
@@ -246,8 +277,11 @@ def floor_and_ceiling(ds,  # the target dataset (`open_dataset`)
     start = start or starting_point(profile, device)
     path = _bounds_path(ds, profile, start, budget, seed)
     with cache_lock(path):  # the three method notebooks of a seed may ask at once
-        if not path.exists(): _measure_bounds(ds, banks, net, budget, start, path, device, seed, gpus)
-    return json.loads(path.read_text())
+        bounds, kept = _read_bounds(path, profile)
+        if bounds is None or kept is None:  # a JSON made here always has its weights: measure both again
+            _measure_bounds(ds, banks, net, budget, start, path, device, seed, gpus)
+            bounds = json.loads(path.read_text())
+    return bounds
 
 def _measure_bounds(ds, banks: dict, net: dict, budget: Budget, start, path: Path, device, seed: int,
                     gpus: int = 1) -> None:
@@ -275,9 +309,7 @@ def cached_bounds(ds,  # the target dataset (`open_dataset`)
     budget = budget or CEILING_BUDGETS[profile]
     path = _bounds_path(ds, profile, start or starting_point(profile), budget, seed)
     with cache_lock(path):  # a run making them now finishes first
-        bounds = json.loads(path.read_text()) if path.exists() else None
-        kept = torch.load(path.with_suffix(".pt"), weights_only=True) if path.with_suffix(".pt").exists() else None
-    return bounds, kept
+        return _read_bounds(path, profile, "the next method run with bounds measures it again")
 
 def ceiling_backbone(kept: dict,  # the kept ceiling of `cached_bounds`
                      profile: str,  # the profile (its network)

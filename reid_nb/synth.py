@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy.special import ndtr
 
-from .core import (BadInputError, atomic_write_text, config_hash, data_root, file_mode, progress, usable_folder,
-                          writable_folder)
+from .core import (BadInputError, atomic_write_text, config_hash, data_root, file_mode, progress, read_cache,
+                          usable_folder, writable_folder)
 
 # %% ../nbs/11_synth.ipynb #46517659
 @dataclass(frozen=True)
@@ -1035,10 +1035,13 @@ def truth_statistics(images: dict  # load_truth(root)['images'] or build_world(.
 SYNTH_PRESET = {"smoke": "tiny", "default": "default"}  # profile -> preset of the synthetic world
 
 def _cached_hash(root: Path) -> str | None:
-    """The config hash of a complete world at `root`, or None."""
+    """The config hash of a complete world at `root`, or None (a damaged world.json is moved aside beside `root`)."""
     needed = ("bounding_box_train", "bounding_box_test", "query", "tracklets.csv", "world/images.csv")
-    if not all((root / n).exists() for n in needed) or not (root / "world" / "world.json").is_file(): return None
-    return json.loads((root / "world" / "world.json").read_text()).get("config_hash")
+    if not all((root / n).exists() for n in needed): return None
+    truth = read_cache(root / "world" / "world.json", lambda p: json.loads(p.read_text()), "synthetic world",
+                       lambda w: None if isinstance(w, dict) and "config_hash" in w else "no config_hash",
+                       then="rebuilding the world", aside_as=root.parent / f"{root.name}.world.json", quiet=True)
+    return truth and truth["config_hash"]
 
 def synth_world(preset: str = "default",  # a name in PRESETS
                 seed: int = 0,  # the world's seed
@@ -1052,6 +1055,7 @@ def synth_world(preset: str = "default",  # a name in PRESETS
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _cached_hash(root) != world_hash(cfg, seed): make_world(root, preset, seed, workers)
+        else: print(f"reusing synthetic world {root} (config hash {world_hash(cfg, seed)})", flush=True)
     return root
 
 # %% ../nbs/11_synth.ipynb #e3d82651

@@ -433,3 +433,70 @@ def test_device_and_weight_files_are_checked_before_a_kernel_starts(tmp_path, re
     for params, words in cases:
         with pytest.raises(BadInputError, match=words): run_notebook(EXPERIMENTS / "uga.ipynb", profile="smoke", **params)
     assert not results.exists() and not (tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------ damaged caches are named, moved aside and rebuilt
+
+def test_truncated_start_bounds_and_ceiling_caches_are_moved_aside_and_rebuilt(tmp_path, monkeypatch, capsys):
+    """Issue 26 case 5: a cached start, floor/ceiling JSON or ceiling weights cut short each give one line naming the
+    file, are kept as <name>.corrupt-1 and are made again; the rerun after that reuses them."""
+    import json
+    import torch
+    from reid_nb import start
+    monkeypatch.setenv("REID_NB_DATA", str(tmp_path))
+    monkeypatch.setenv("REID_NB_PROGRESS", "0")
+    monkeypatch.setenv("REID_NB_LOG", "0")
+    cut = lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    aside = lambda p: p.with_name(p.name + ".corrupt-1")
+
+    budget = start.Budget(epochs=1, iters=2, batch=16, lr=1e-3)
+    p = start.starting_point("smoke", budget=budget)
+    cut(p)
+    capsys.readouterr()
+    assert start.starting_point("smoke", budget=budget) == p
+    out = capsys.readouterr().out
+    assert f"starting point cache {p} is unreadable (" in out and f"moved aside to {aside(p)}, rebuilding" in out
+    assert aside(p).exists() and start.new_backbone(start.net_settings("smoke"), weights=p) is not None
+
+    made = []
+    def measure(ds, banks, net, budget, start_, path, device, seed, gpus=1):  # a stand-in: no training
+        made.append(path)
+        torch.save({"weights": start.new_backbone(net).state_dict(), "seconds": 0.0}, path.with_suffix(".pt"))
+        path.write_text(json.dumps({"floor": {"mAP": 1.0}, "ceiling": {"mAP": 9.0}, "ceiling_images": 1}))
+    monkeypatch.setattr(start, "_measure_bounds", measure)
+    ds = open_dataset("synth", profile="smoke", seed=0)
+    start.floor_and_ceiling(ds, {}, "smoke", start=p)
+    bounds = made[0]
+    cut(bounds)
+    capsys.readouterr()
+    assert start.floor_and_ceiling(ds, {}, "smoke", start=p)["ceiling"]["mAP"] == 9.0 and len(made) == 2
+    out = capsys.readouterr().out
+    assert f"floor/ceiling cache {bounds} is unreadable (JSONDecodeError" in out and str(aside(bounds)) in out
+
+    ceiling = bounds.with_suffix(".pt")
+    cut(ceiling)
+    got, kept = start.cached_bounds(ds, "smoke", start=p)  # the comparison: never trains, says who will
+    out = capsys.readouterr().out
+    assert got["ceiling"]["mAP"] == 9.0 and kept is None and aside(ceiling).exists()
+    assert f"ceiling weights cache {ceiling} is unreadable (" in out and "the next method run" in out
+    start.floor_and_ceiling(ds, {}, "smoke", start=p)
+    assert len(made) == 3 and start.cached_bounds(ds, "smoke", start=p)[1] is not None
+    assert "unreadable" not in capsys.readouterr().out
+
+
+def test_truncated_world_json_is_moved_beside_the_world_and_the_world_rebuilt(tmp_path, capsys):
+    """The synthetic world is a cache too: its world.json cut short is named, kept beside the world, and rebuilt."""
+    root = tmp_path / "w"
+    before = open_dataset("synth", profile="smoke", seed=0, root=root)
+    truth = root / "world" / "world.json"
+    whole = truth.read_text()
+    truth.write_text(whole[:100])
+    capsys.readouterr()
+    again = open_dataset("synth", profile="smoke", seed=0, root=root)
+    out = capsys.readouterr().out
+    assert f"synthetic world cache {truth} is unreadable (JSONDecodeError" in out
+    assert f"moved aside to {tmp_path / 'w.world.json.corrupt-1'}, rebuilding the world" in out
+    assert (tmp_path / "w.world.json.corrupt-1").read_text() == whole[:100] and truth.read_text() == whole
+    assert [len(r) for r in again.splits().values()] == [len(r) for r in before.splits().values()]
+    open_dataset("synth", profile="smoke", seed=0, root=root)
+    assert capsys.readouterr().out.startswith(f"reusing synthetic world {root} (config hash ")

@@ -304,3 +304,19 @@ def test_cache_root_is_outside_the_data_folder(tmp_path, monkeypatch):
     assert cache_root() == tmp_path / "res" / "cache" and data_root() not in cache_root().parents
     monkeypatch.setenv("REID_NB_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"
+
+
+def test_truncated_bank_cache_is_named_moved_aside_and_decoded_again(tmp_path, image_files, capsys):
+    """Issue 26 case 5: a decoded-image cache cut short is named, kept as .corrupt-1, and rebuilt."""
+    bank = ImageBank.from_records(image_files, 16, 8, cache_dir=tmp_path / "c")
+    cache = next((tmp_path / "c").glob("imagebank_*.pt"))
+    whole = cache.read_bytes()
+    cache.write_bytes(whole[: len(whole) // 2])
+    capsys.readouterr()
+    again = ImageBank.from_records(image_files, 16, 8, cache_dir=tmp_path / "c")
+    out = capsys.readouterr().out
+    assert torch.equal(again.images, bank.images) and torch.equal(torch.load(cache)["images"], bank.images)
+    assert f"decoded-image cache {cache} is unreadable (" in out and f"moved aside to {cache}.corrupt-1, rebuilding" in out
+    assert (tmp_path / "c" / f"{cache.name}.corrupt-1").stat().st_size == len(whole) // 2
+    ImageBank.from_records(image_files, 16, 8, cache_dir=tmp_path / "c")
+    assert capsys.readouterr().out == f"reusing decoded-image cache {cache}\n"

@@ -118,3 +118,42 @@ def test_cache_lock_makes_a_file_once_across_processes(tmp_path):
     for p in procs: p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert log.read_text() == "made\n" and target.read_text() == "done"
+
+
+def _fake_measure(calls):
+    """A stand-in for start._measure_bounds (no training): the floor's mAP is the world's seed, weights are fresh."""
+    import json
+    def measure(ds, banks, net, budget, start_, path, device, seed, gpus=1):
+        calls.append(ds.root)
+        world_seed = json.loads((ds.root / "world" / "world.json").read_text())["seed"]
+        torch.save({"weights": start.new_backbone(net).state_dict(), "seconds": 0.0}, path.with_suffix(".pt"))
+        path.write_text(json.dumps({"floor": {"mAP": float(world_seed)}, "ceiling": {"mAP": 50.0},
+                                    "ceiling_images": 1}))
+    return measure
+
+
+def test_floor_and_ceiling_follow_the_world_not_its_folder(data_root, monkeypatch, capsys):
+    """Issue 26 case 2: a world rebuilt in the same folder with another seed (seeds 0 and 2 of the tiny world have the
+    same number of training images) gets its own floor and ceiling; a reused cache is named in one line."""
+    calls = []
+    monkeypatch.setattr(start, "_measure_bounds", _fake_measure(calls))
+    world = data_root / "target"
+    ds0 = open_dataset("synth", profile="smoke", seed=0, root=world)
+    assert start.floor_and_ceiling(ds0, {}, "smoke", start="imagenet")["floor"]["mAP"] == 0.0 and len(calls) == 1
+    ds2 = open_dataset("synth", profile="smoke", seed=2, root=world)  # rebuilt in place
+    assert ds2.root == ds0.root and len(ds2.train) == len(ds0.train)
+    assert start.floor_and_ceiling(ds2, {}, "smoke", start="imagenet")["floor"]["mAP"] == 2.0 and len(calls) == 2
+    capsys.readouterr()
+    assert start.floor_and_ceiling(ds2, {}, "smoke", start="imagenet")["floor"]["mAP"] == 2.0 and len(calls) == 2
+    out = capsys.readouterr().out
+    assert "reusing floor/ceiling cache" in out and str(data_root / "starts" / "bounds-smoke-") in out
+    assert start.cached_bounds(ds2, "smoke", start="imagenet")[0]["floor"]["mAP"] == 2.0
+
+
+def test_a_start_is_keyed_by_its_source_worlds_configuration(monkeypatch):
+    """The source world is rebuilt when its preset's configuration changes: so is the starting point."""
+    from reid_nb import synth
+    net, budget = net_settings("smoke"), start.START_BUDGETS["smoke"]
+    key = start._start_key("smoke", net, budget)
+    monkeypatch.setitem(synth.PRESETS, "tiny", {**synth.PRESETS["tiny"], "n_train_ids": 13})
+    assert start._start_key("smoke", net, budget) != key
