@@ -848,7 +848,7 @@ def _run_parallel(phase: list[tuple[Path, dict]], jobs: int, prune: bool, fresh:
             error, text = _outcome(ended, workers, name)
             print(f"[{i}/{total}] {name}" + (f"\n{text.rstrip()}" if text else ""), flush=True)
             failures |= _failed(name, error)
-    except KeyboardInterrupt:
+    except BaseException:  # an interrupt, or the driver failing: no worker goes on without it
         _stop_workers(list(workers.values()))
         raise
     _end_workers(workers)
