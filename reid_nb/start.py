@@ -12,6 +12,7 @@ __all__ = ['NETS', 'SOURCE_SEED', 'START_BUDGETS', 'CEILING_BUDGETS', 'BOUND_NOT
 import fcntl
 import json
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import (BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root,
-                          read_cache)
+                          read_cache, writable_folder)
 from .data import dataset_fingerprint
 from .distributed import run_stage, shard
 from .evaluation import evaluate_features
@@ -181,7 +182,10 @@ def new_backbone(net: dict,  # the profile's network settings
 def cache_lock(path: Path  # the cached file to be made
               ):
     """Hold an exclusive lock beside `path` (`.<name>.lock`): one process makes it, the others wait, then read it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not os.access(path.parent, os.W_OK):  # a read-only data root: nobody can be writing it
+        yield
+        return
+    writable_folder(path.parent, "cache folder")  # to be made where nothing can be written: refused before any work
     with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

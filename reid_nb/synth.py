@@ -1051,7 +1051,8 @@ def synth_world(preset: str = "default",  # a name in PRESETS
     """The folder of a world, built (or rebuilt, when its config hash differs) if needed."""
     cfg = world_config(preset)
     root = Path(root or data_root() / "synth" / f"{preset}-s{seed}")
-    root.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(root.parent, os.W_OK) and _cached_hash(root) == world_hash(cfg, seed): return root  # read-only
+    writable_folder(root.parent, "synthetic world folder")
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _cached_hash(root) != world_hash(cfg, seed): make_world(root, preset, seed, workers)

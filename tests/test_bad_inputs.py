@@ -182,19 +182,99 @@ def test_leftovers_of_killed_runs_are_reused_or_removed(uga_like, results, tmp_p
 SLOW = "import time\nfor e in range(600):\n    print(f'epoch {e}', flush=True)\n    time.sleep(0.1)"
 
 
-def test_ctrl_c_stops_a_run_with_one_line(tmp_path, results):
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_and_sigterm_stop_a_run_with_one_line(tmp_path, results, marker, how):
     path = make_notebook(tmp_path / "nb" / "slow.ipynb", 'profile = "smoke"  # p', SLOW)
     p = subprocess.Popen([str(REID_NB), "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, cwd=tmp_path,  # a terminal's default Ctrl-C, even if this process
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # ignores it (kernels)
+                         start_new_session=True, cwd=tmp_path, env=marker.env(),
+                         # a terminal's default Ctrl-C, even if this process ignores it (kernels)
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 90
     while time.time() < deadline and "epoch 3" not in (p.stdout.readline() or ""): pass
-    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground process group
+    if how == "Ctrl-C": os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the foreground group
+    else: os.kill(p.pid, signal.SIGTERM)  # what kill, a scheduler or a closed terminal does
     out, err = p.communicate(timeout=240)  # a kernel shuts down slowly on a loaded machine
-    assert p.returncode == 130 and err.strip().count("\n") == 0, err
-    assert err.startswith("reid-nb: interrupted (Ctrl-C)") and ".partial" in err
+    assert p.returncode == (130 if how == "Ctrl-C" else 143) and err.strip().count("\n") == 0, err
+    assert err.startswith(f"reid-nb: interrupted ({how})") and ".partial" in err and "--fresh starts over" in err
     assert [s.name.endswith(".partial") for s in (results / "slow").iterdir()] == [True]
+    assert marker.alive() == []  # the kernel went too
 
+
+
+# ------------------------------------------------------------------ read-only folders, prune's folders (issue 26)
+
+# Opens the smoke world and its start as an experiment does, in each data root given; a BadInputError is one line.
+OPEN_WORLD = """import os, sys
+from reid_nb.core import BadInputError
+from reid_nb.start import starting_point
+from reid_nb.synth import open_dataset
+for root in sys.argv[1:]:
+    os.environ["REID_NB_DATA"] = root
+    try: print(len(open_dataset("synth", "smoke").train), starting_point("smoke"))
+    except BadInputError as e: print(f"error: {e}")"""
+
+
+def test_a_read_only_data_root_is_read_and_what_it_lacks_is_refused_naming_the_folder(tmp_path, monkeypatch, read_only):
+    from reid_nb import start
+    data, no_start, empty = tmp_path / "data", tmp_path / "no_start", tmp_path / "empty"
+    monkeypatch.setenv("REID_NB_DATA", str(data))
+    monkeypatch.setenv("REID_NB_PROGRESS", "0")
+    n = len(open_dataset("synth", "smoke").train)  # a complete world and start, then the data root is read-only
+    monkeypatch.setattr(start, "_train_start", lambda profile, net, budget, path, device: path.write_bytes(b"w"))
+    weights = start.starting_point("smoke")
+    shutil.copytree(data, no_start, symlinks=True)
+    (no_start / weights.relative_to(data)).unlink()  # a start to train where nothing can be written
+    empty.mkdir()  # a world to build where nothing can be written
+    r = read_only([data, no_start, empty], [sys.executable, "-c", OPEN_WORLD, str(data), str(no_start), str(empty)],
+                  cwd=tmp_path)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 3 and lines[0] == f"{n} {weights}", r.stdout + r.stderr
+    assert lines[1].startswith(f"error: cache folder {no_start / 'starts'}: cannot write there ("), lines
+    assert lines[2].startswith(f"error: synthetic world folder {empty / 'synth'}: cannot write there ("), lines
+
+
+def finished_set_with_a_checkpoint(res):
+    """A finished set of notebook `t` under `res` holding one training checkpoint (with an optimiser to prune)."""
+    import torch
+    from reid_nb.train import run_epochs
+    folder = res / "t" / "smoke-s0-abc"
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    run_epochs(1, lambda e, s: {}, {"model": net, "opt": opt}, folder / "ckpt" / "last.pt", config={})
+    (folder / "manifest.json").write_text(json.dumps({"format": rp.SET_FORMAT, "key": folder.name, "finished": "x"}))
+    return folder, folder / "ckpt" / "last.pt"
+
+
+def test_prune_of_a_read_only_results_folder_is_refused_naming_it(tmp_path, read_only):
+    res = tmp_path / "res"
+    folder, ck = finished_set_with_a_checkpoint(res)
+    before, env = ck.read_bytes(), {**os.environ, "REID_NB_RESULTS": str(res)}
+    r = read_only([res], [str(REID_NB), "prune"], cwd=tmp_path, env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stdout == "", r.stderr
+    assert r.stderr.startswith(f"reid-nb: error: result set folder {folder}: cannot write there") and \
+        "nothing pruned (--dry-run only reads)" in r.stderr
+    r = read_only([res], [str(REID_NB), "prune", "--dry-run"], cwd=tmp_path, env=env)
+    assert r.returncode == 0 and f"would prune {ck}" in r.stdout and ck.read_bytes() == before, r.stderr
+
+
+def test_prune_names_a_missing_folder_or_notebook_and_says_when_no_set_is_finished(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "nowhere"))
+    assert main(["prune"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"results folder {tmp_path / 'nowhere'}: does not exist; nothing to prune" in err
+    res = tmp_path / "res"
+    monkeypatch.setenv("REID_NB_RESULTS", str(res))
+    finished_set_with_a_checkpoint(res)
+    (res / "stgal" / "synth-smoke-s0-def.partial").mkdir(parents=True)
+    assert main(["prune", "tt", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"prune tt: no result sets of notebook 'tt' in {res}; notebooks with finished " \
+                                    "sets there: t" in err, err
+    assert main(["prune", "stgal"]) == 0
+    assert capsys.readouterr().out == (f"no finished result set in {res / 'stgal'}; nothing to prune (1 unfinished "
+                                       "<key>.partial set(s): never pruned)\n")
+    shutil.rmtree(res / "t")
+    assert main(["prune"]) == 0 and capsys.readouterr().out.startswith(f"no finished result set in {res}; nothing")
 
 # ------------------------------------------------------------------ tracebacks that are now messages
 

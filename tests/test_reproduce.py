@@ -1,8 +1,11 @@
 """The papermill driver and the `reid-nb` command line: strict parameters, where runs go, failures, reproduce."""
+import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -314,6 +317,36 @@ def test_a_failed_run_keeps_its_staging_and_the_same_run_resumes(project, tmp_pa
     assert cells[-1].outputs[0].text == "resumed from 1\n"
     assert sorted(p.name for p in (out.parent / "ck").iterdir()) == ["epoch0", "epoch1", "epoch2"]
 
+
+# Fails on a checkpoint that no longer fits (an "old" one, put in the staging folder by hand below); else writes one.
+POISONED = """import os, pathlib
+ck = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck.pt"
+if ck.exists() and ck.read_text() == "old": raise RuntimeError("this checkpoint is of another world")
+ck.write_text("new")"""
+
+
+def test_fresh_moves_an_unfinished_set_aside_and_starts_over(project, tmp_path, capsys):
+    path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", POISONED)
+    final = rp.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
+    staging = final.with_name(final.name + ".partial")
+    staging.mkdir(parents=True)
+    (staging / "ck.pt").write_text("old")
+    with pytest.raises(NotebookError) as e: run_notebook(path)  # resuming fails, and would fail every time
+    assert "the same command resumes from its checkpoints; --fresh starts over, moving the unfinished set aside" in \
+        str(e.value)
+    capsys.readouterr()
+    assert main(["run", str(path), "--fresh"]) == 0
+    aside = staging.with_name(staging.name + ".abandoned-1")
+    err = capsys.readouterr().err
+    assert f"reid-nb: --fresh: moved the unfinished set {staging} aside to {aside}; starting over\n" in err
+    assert (aside / "ck.pt").read_text() == "old" and (aside / "t.ipynb").exists()  # kept, with the failed copy
+    assert not staging.exists() and (the_set(tmp_path / "res") / "ck.pt").read_text() == "new"
+    staging.mkdir()
+    (staging / "ck.pt").write_text("old")
+    assert run_notebook(path, fresh=True).exists() and (staging.with_name(staging.name + ".abandoned-2") / "ck.pt").exists()
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name, final.name + ".2", aside.name,
+                                                               staging.name + ".abandoned-2"]
+    assert rp.result_sets("t", tmp_path / "res") == [final.with_name(final.name + ".2"), final]  # the aside: not sets
 
 def test_two_identical_runs_at_once_are_refused(project, tmp_path):
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", "x = 1")
@@ -745,3 +778,50 @@ def test_publish_copies_a_finished_reproduce_stamped_and_complete(project, tmp_p
     with pytest.raises(BadInputError, match="holds files no snapshot wrote \\(mine.txt\\)"): publish("smoke", seeds=[0, 1])
     (out / "mine.txt").unlink()
     assert publish("smoke", seeds=[0, 1]) == out and not (project / "docs" / "results.partial").exists()
+
+
+# ---------------------------------------------------------------- interrupts (issue 26, case 3)
+
+# Says it started (in the worker's log), then "trains" for a minute, writing one checkpoint file per epoch.
+SLOW_SEED = '''import os, pathlib, time
+ck = pathlib.Path(os.environ["REID_NB_RESULTS"]) / "ck"; ck.mkdir(exist_ok=True)
+print("started", seed, flush=True)
+for e in range(600):
+    (ck / f"e{e}").write_text(str(e))
+    time.sleep(0.1)'''
+# The driver as `reid-nb reproduce`, without building the world and the start (tested in synth and start).
+DRIVER = ("import sys; from reid_nb import reproduce as rp; rp._open_dataset = lambda *a: None; "
+          "rp._build_start = lambda profile: None; sys.exit(rp.main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C to the group"])
+def test_an_interrupted_parallel_reproduce_stops_every_worker_and_starts_nothing_new(project, tmp_path, marker, how):
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\nseed = 0  # s", SLOW_SEED)
+    make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s", "x = 1")
+    p = subprocess.Popen([sys.executable, "-c", DRIVER, "reproduce", "--profile", "smoke", "--seeds", "0", "1", "2",
+                          "--jobs", "2"], cwd=project, env=marker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    res, deadline = tmp_path / "res", time.time() + 120
+    logs = [res / "logs" / f"uga-s{s}.log" for s in (0, 1)]
+    while time.time() < deadline and not all(l.exists() and "started" in l.read_text() for l in logs):
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.2)
+    if how == "SIGTERM to the driver": os.kill(p.pid, signal.SIGTERM)
+    else: os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == (143 if how.startswith("SIGTERM") else 130), (out, err)
+    assert err.strip().count("\n") == 0 and err.count("interrupted") == 1 and "Traceback" not in out + err, err
+    assert err.startswith(f"reid-nb: interrupted ({'SIGTERM' if how.startswith('SIGTERM') else 'Ctrl-C'}): every run "
+                          "stopped")
+    deadline = time.time() + 5
+    while marker.alive() and time.time() < deadline: time.sleep(0.2)
+    assert marker.alive() == []  # no worker, no kernel goes on
+    partial = sorted((res / "uga").iterdir())
+    assert len(partial) == 2 and all(s.name.endswith(".partial") for s in partial)  # seed 2 never started
+    assert not (res / "logs" / "uga-s2.log").exists() and not (res / "claims").exists()
+    for s in partial:  # resumable: the lock is free and the checkpoints are there
+        with open(s / rp.LOCK, "a") as lock: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert (s / "ck" / "e0").exists()
+    time.sleep(1)
+    assert sorted((res / "uga").iterdir()) == partial and all(not (s / "manifest.json").exists() for s in partial)
