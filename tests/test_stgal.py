@@ -387,6 +387,13 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     assert len(col("labels", "labels")) == 3 and len(col("travel", "pair")) >= 10
     assert col("oracle", "rung")[-1] == "ceiling" and len(col("oracle", "rung")) == 7
     assert (out / "travel-tiny-s0-smoke-s0.png").stat().st_size > 0
+    rules = ["visual", "product", "product_smoothed", "logistic", "oracle"]  # issue 24: every rule on every model
+    assert col("fusion", "rule") == rules * 4 and col("fusion", "model")[::5] == ["Baseline A", "Baseline B",
+                                                                                 "+STGAL (B)", "ceiling"]
+    assert all(0 <= float(x) <= 100 for x in col("fusion", "code AP"))
+    assert col("pt", "model") == ["Baseline A", "Baseline B", "+STGAL (B)", "ceiling"]
+    assert col("ibbs", "labels") == ["IBBS", "BBP"] * 3 and col("ibbs", "features")[-1] == "ceiling"
+    assert (out / "pt-pair-tiny-s0-smoke-s0.png").stat().st_size > 0
     with np.load(out / "ap-tiny-s0-smoke-s0.npz") as ap:
         assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v"} <= set(ap.files)
     assert all(0 <= float(x) <= 100 for x in col("table2", "R1"))
