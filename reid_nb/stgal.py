@@ -439,11 +439,24 @@ def ibbs_loop(S: np.ndarray, k: int = 1, max_iter: int = 10, cams: np.ndarray | 
     return out
 
 # %% ../nbs/61_stgal.ipynb #dd0aa6a5
-def merge_components(pairs: np.ndarray,  # (m, 2) buddy pairs
+def _capped_union(pairs: np.ndarray, n_tracks: int, max_size: int) -> np.ndarray:
+    """(T,) components of the pairs joined in order by union-find, skipping a join beyond max_size tracks."""
+    parent, size = np.arange(n_tracks), np.ones(n_tracks, np.int64)
+    def root(x):
+        while parent[x] != x: x = parent[x]
+        return x
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb and size[ra] + size[rb] <= max_size: parent[rb], size[ra] = ra, size[ra] + size[rb]
+    return np.unique([root(x) for x in range(n_tracks)], return_inverse=True)[1].ravel()
+
+def merge_components(pairs: np.ndarray,  # (m, 2) buddy pairs, in the order IBBS found them
                      n_tracks: int,  # number of tracks
+                     max_size: int | None = None,  # [PROPOSED] cap on a component's tracks; None: the code's union
                     ) -> np.ndarray:
     """(T,) component id of every track; tracks in no pair are their own component."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if max_size is not None: return _capped_union(pairs, n_tracks, max_size)
     g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_tracks, n_tracks))
     return connected_components(g, directed=False)[1]
 
@@ -497,11 +510,12 @@ def mine_labels(Sa: np.ndarray, Sv: np.ndarray,  # (T, T) track scores
                 groups: list[np.ndarray],  # stage-1 co-occurrence groups
                 cfg: STGALConfig,  # settings
                 rng: np.random.Generator | None = None,  # for 'prob' negatives
+                max_component: int | None = None,  # [PROPOSED] cap on a component's tracks; None: the code's union
                ) -> MinedLabels:
     """Buddy pairs, merged positives, hard negatives and stage-2 groups (spec §4.4 steps 8-11)."""
     cams = track_cams if cfg.ibbs_scope == "camera_pair" else None
     pairs = ibbs(Sa, cfg.ibbs_k, cfg.ibbs_max_iter, cams)
-    comp = merge_components(pairs, len(Sa))
+    comp = merge_components(pairs, len(Sa), max_component)
     pool = negative_pool(Sa, comp, track_cams, cfg.neg_median_over)
     negs = select_negatives(pool, Sv, cfg.neg_per_bbp * len(pairs), cfg.neg_select, rng)
     return MinedLabels(pairs, comp, merged_images(images, comp), negs, list(groups) + [p for p in negs])

@@ -325,3 +325,15 @@ def test_truncation_only_lowers_ap_and_vanishes_beyond_the_gallery():
     assert std["mAP"] == evaluate(dist, qp, gp, qc, gc)["mAP"]  # the cut applies to the standard AP too
     with pytest.raises(BadInputError, match="rank_size"):
         evaluate(dist, qp, gp, qc, gc, rank_size=-3)
+
+
+def test_evaluate_features_truncates_like_evaluate():
+    g = torch.Generator().manual_seed(3)
+    qf, gf = torch.randn(12, 6, generator=g), torch.randn(70, 6, generator=g)
+    rng = np.random.default_rng(3)
+    qp, gp, qc, gc = rng.integers(1, 5, 12), rng.integers(-1, 5, 70), rng.integers(0, 3, 12), rng.integers(0, 3, 70)
+    d = pairwise_distance(qf, gf).numpy()
+    for k in (3, 20):
+        a = evaluate_features(qf, gf, qp, gp, qc, gc, metric="euclidean", ap_mode="trapezoid", rank_size=k, chunk=140)
+        b = evaluation.evaluate_stgal_loop(d, qp, gp, qc, gc, rank_size=k)
+        assert abs(a["mAP"] - b["mAP"]) < 1e-6

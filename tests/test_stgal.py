@@ -392,7 +392,8 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
                                                                                  "+STGAL (B)", "ceiling"]
     assert all(0 <= float(x) <= 100 for x in col("fusion", "code AP"))
     assert col("pt", "model") == ["Baseline A", "Baseline B", "+STGAL (B)", "ceiling"]
-    assert col("ibbs", "labels") == ["IBBS", "BBP"] * 3 and col("ibbs", "features")[-1] == "ceiling"
+    assert col("ibbs", "labels")[:2] == ["IBBS", "BBP"] and len(col("ibbs", "labels")) == 9  # + the capped row
+    assert col("ibbs", "features")[-1] == "ceiling" and "[PROPOSED]" in col("ibbs", "labels")[2]
     assert (out / "pt-pair-tiny-s0-smoke-s0.png").stat().st_size > 0
     with np.load(out / "ap-tiny-s0-smoke-s0.npz") as ap:
         assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v"} <= set(ap.files)
@@ -541,3 +542,21 @@ def test_fusion_rows_cover_every_rule_with_the_code_metric():
     assert np.isclose(rows[1]["mAP"], 100 * want["mAP"]) and np.isclose(rows[1]["R1"], 100 * want["cmc"][0])
     trap = evaluate(fused_rank_dist(d, pt, 0.3), q.pid, g.pid, q.cam, g.cam, ap_mode="trapezoid")
     assert np.isclose(rows[1]["code AP"], 100 * trap["mAP"])  # a 50-image gallery: the top-1,000 cut changes nothing
+
+
+def test_capped_components_respect_the_cap_and_the_pair_order():
+    rng = np.random.default_rng(9)
+    pairs = np.sort(rng.integers(0, 30, (60, 2)), axis=1); pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    free = merge_components(pairs, 30)
+    same = lambda a, b: (a[:, None] == a[None]) == (b[:, None] == b[None])
+    assert same(merge_components(pairs, 30, max_size=30), free).all()  # a cap above T is the code's union
+    for cap in (2, 3, 5):
+        comp = merge_components(pairs, 30, max_size=cap)
+        assert np.bincount(comp).max() <= cap
+        groups = [{t} for t in range(30)]  # replay the joins with sets
+        for a, b in pairs:
+            ga, gb = next(g for g in groups if a in g), next(g for g in groups if b in g)
+            if ga is not gb and len(ga) + len(gb) <= cap: groups.remove(gb); ga |= gb
+        want = np.empty(30, int)
+        for i, g in enumerate(groups): want[list(g)] = i
+        assert same(comp, want).all()
