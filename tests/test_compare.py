@@ -139,6 +139,20 @@ def test_compositions_have_a_row_each_with_gains(sets):
     assert int(uga_calr["training images seen"]) == n_cams * 2 * 2 * 16 + 4 * 2 * n_cams * 16
 
 
+def test_every_fusion_rule_on_every_row(sets):
+    """Issue 24: every rule of reid_nb.stgal.FUSION_RULES on every row; STGAL's product is its Table 1 P_a row."""
+    rows = read(sets["compare"] / "compare", f"fusion_rules-{TAG}.csv")
+    rules = ["visual", "product", "product_smoothed", "logistic", "oracle"]
+    assert [(r["row"], r["rule"]) for r in rows] == [(row, k) for row in ROWS for k in rules]
+    assert all(ONE_SEED.match(r[c]) for r in rows for c in ("R1", "mAP", "code AP"))
+    st = {r["rule"]: r for r in rows if r["row"] == "STGAL (stage 2, P_v)"}
+    table1 = by(read(sets["stgal"] / "stgal", f"table1-{TAG}-s0.csv"), "method")
+    assert float(st["product"]["mAP"].split()[0]) == pytest.approx(float(table1["Ours (P_a)"]["mAP"]), abs=0.051)
+    assert float(st["visual"]["mAP"].split()[0]) == pytest.approx(float(table1["Ours (P_v)"]["mAP"]), abs=0.051)
+    missing = by(read(sets["missing"] / "compare", f"fusion_rules-{TAG}.csv"), "row")
+    assert missing["UGA"]["mAP"].startswith("n/a: no uga result set for seed 7")
+
+
 def test_figures_are_written(sets):
     for name in (f"cost-{TAG}.png", f"ranked-{TAG}.png"):
         data = (sets["compare"] / "compare" / name).read_bytes()

@@ -264,3 +264,76 @@ def test_figures_draw(tmp_path):
     fig2 = plot_cmc({"a": evaluate(**HAND)["cmc"]}, max_rank=10)
     line = fig2.axes[0].lines[0]
     assert line.get_xdata().tolist() == list(range(1, 11)) and line.get_ydata()[2] == 100.0
+
+
+# ---------------------------------------------------------------- STGAL's cmc.py: trapezoid AP on a truncated ranking
+def cmc_py(dist, q_pids, g_pids, q_cams, g_cams, rank_size):
+    """STGAL's cmc.py Cmc/Compute_AP transcribed with index lists (np.argsort on distinct distances, as the code)."""
+    aps, firsts = [], []
+    for k in range(len(dist)):
+        good_idx = np.where((q_pids[k] == g_pids) & (q_cams[k] != g_cams))[0]
+        junk_idx = np.where((g_pids == -1) | ((q_pids[k] == g_pids) & (q_cams[k] == g_cams)))[0]
+        if q_pids[k] == -1 or len(good_idx) == 0: continue  # the code would divide by zero here
+        index = np.argsort(dist[k])[:rank_size]
+        old_recall, old_precision, ap, intersect, j, good_now, njunk, first = 0, 1.0, 0, 0, 0, 0, 0, None
+        for n in range(len(index)):
+            flag = 0
+            if np.any(good_idx == index[n]):
+                first = n - njunk if first is None else first
+                flag, good_now = 1, good_now + 1
+            if np.any(junk_idx == index[n]):
+                njunk += 1
+                continue
+            intersect += flag
+            recall, precision = intersect / len(good_idx), intersect / (j + 1)
+            ap += (recall - old_recall) * (old_precision + precision) / 2
+            old_recall, old_precision, j = recall, precision, j + 1
+            if good_now == len(good_idx): break
+        aps.append(ap)
+        firsts.append(first)
+    return float(np.mean(aps)), firsts
+
+
+@pytest.mark.parametrize("rank_size", [1, 3, 10, 25, 60, 500])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_truncated_trapezoid_matches_cmc_py(rank_size, seed):
+    dist, qp, gp, qc, gc = random_case(40, 60, 8, 3, seed)  # distinct distances: argsort order is well defined
+    want, firsts = cmc_py(dist, qp, gp, qc, gc, rank_size)
+    got = evaluate(dist, qp, gp, qc, gc, ap_mode="trapezoid", rank_size=rank_size)
+    assert abs(got["mAP"] - want) < 1e-12
+    hit1 = np.mean([f == 0 for f in firsts])
+    assert abs(got["cmc"][0] - hit1) < 1e-12
+    loop = evaluation.evaluate_stgal_loop(dist, qp, gp, qc, gc, rank_size=rank_size)
+    assert abs(loop["mAP"] - want) < 1e-12 and loop["n_valid"] == got["n_valid"]
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+@pytest.mark.parametrize("rank_size", [2, 15, 80])
+def test_truncation_agrees_with_the_loop_under_ties(ties, rank_size):
+    dist, qp, gp, qc, gc = random_case(30, 90, 6, 3, 5, decimals=1)
+    a = evaluate(dist, qp, gp, qc, gc, ap_mode="trapezoid", rank_size=rank_size, ties=ties, chunk=500)
+    b = evaluation.evaluate_stgal_loop(dist, qp, gp, qc, gc, rank_size=rank_size, ties=ties)
+    assert abs(a["mAP"] - b["mAP"]) < 1e-12 and np.abs(a["cmc"] - b["cmc"]).max() < 1e-12
+
+
+def test_truncation_only_lowers_ap_and_vanishes_beyond_the_gallery():
+    dist, qp, gp, qc, gc = random_case(25, 50, 5, 3, 7)
+    full = evaluate(dist, qp, gp, qc, gc, ap_mode="trapezoid")
+    cut = [evaluate(dist, qp, gp, qc, gc, ap_mode="trapezoid", rank_size=k)["mAP"] for k in (1, 5, 20, 50, 51)]
+    assert all(a <= b + 1e-15 for a, b in zip(cut, cut[1:])) and cut[-1] == cut[-2] == full["mAP"]
+    std = evaluate(dist, qp, gp, qc, gc, rank_size=50)
+    assert std["mAP"] == evaluate(dist, qp, gp, qc, gc)["mAP"]  # the cut applies to the standard AP too
+    with pytest.raises(BadInputError, match="rank_size"):
+        evaluate(dist, qp, gp, qc, gc, rank_size=-3)
+
+
+def test_evaluate_features_truncates_like_evaluate():
+    g = torch.Generator().manual_seed(3)
+    qf, gf = torch.randn(12, 6, generator=g), torch.randn(70, 6, generator=g)
+    rng = np.random.default_rng(3)
+    qp, gp, qc, gc = rng.integers(1, 5, 12), rng.integers(-1, 5, 70), rng.integers(0, 3, 12), rng.integers(0, 3, 70)
+    d = pairwise_distance(qf, gf).numpy()
+    for k in (3, 20):
+        a = evaluate_features(qf, gf, qp, gp, qc, gc, metric="euclidean", ap_mode="trapezoid", rank_size=k, chunk=140)
+        b = evaluation.evaluate_stgal_loop(d, qp, gp, qc, gc, rank_size=k)
+        assert abs(a["mAP"] - b["mAP"]) < 1e-6

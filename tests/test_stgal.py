@@ -387,6 +387,176 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     assert len(col("labels", "labels")) == 3 and len(col("travel", "pair")) >= 10
     assert col("oracle", "rung")[-1] == "ceiling" and len(col("oracle", "rung")) == 7
     assert (out / "travel-tiny-s0-smoke-s0.png").stat().st_size > 0
+    rules = ["visual", "product", "product_smoothed", "logistic", "oracle"]  # issue 24: every rule on every model
+    assert col("fusion", "rule") == rules * 4 and col("fusion", "model")[::5] == ["Baseline A", "Baseline B",
+                                                                                 "+STGAL (B)", "ceiling"]
+    assert all(0 <= float(x) <= 100 for x in col("fusion", "code AP"))
+    assert col("pt", "model") == ["Baseline A", "Baseline B", "+STGAL (B)", "ceiling"]
+    assert col("ibbs", "labels")[:2] == ["IBBS", "BBP"] and len(col("ibbs", "labels")) == 9  # + the capped row
+    assert col("ibbs", "features")[-1] == "ceiling" and "[PROPOSED]" in col("ibbs", "labels")[2]
+    assert (out / "pt-pair-tiny-s0-smoke-s0.png").stat().st_size > 0
     with np.load(out / "ap-tiny-s0-smoke-s0.npz") as ap:
         assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v"} <= set(ap.files)
     assert all(0 <= float(x) <= 100 for x in col("table2", "R1"))
+
+
+# ---------------------------------------------------------------- fusion rules and P_t diagnostics (issue 24)
+
+from reid_nb.stgal import (FUSION_RULES, MinedLabels, TravelTime, component_stats, empty_bin_share, fusion_pt,
+                           fusion_rank, fusion_rows, logistic_fusion, n_time_bins, oracle_travel_time, pt_divergence,
+                           smoothed_travel_time, stage2_batches, streid_sigma_bins, true_pairs, valid_batch_share)
+from types import SimpleNamespace
+
+
+def streid_gauss_smooth2(arr, o):
+    """st-ReID's evaluate_st.py gauss_smooth2, transcribed: a banded Gaussian matrix (kernel cut at 3 sigma)."""
+    n = len(arr)
+    g = 1.0 / (o * np.sqrt(2 * np.pi)) * np.exp(-np.arange(n) ** 2 / (2 * o ** 2))
+    M = np.zeros((n, n))
+    for i in range(n):
+        for k, j in enumerate(range(i, n)):
+            if k <= 3 * o: M[i, j] = g[j - i]
+    M = M + M.T
+    M[np.diag_indices(n)] /= 2
+    return M @ arr
+
+
+@pytest.mark.parametrize("sigma", [2.0, 5.0])
+def test_smoothing_matches_streid_code(sigma):
+    rng = np.random.default_rng(0)
+    H = np.zeros((2, 2, 120)); H[0, 1, 40:80] = rng.integers(0, 6, 40); H[1, 0, 50:60] = rng.integers(1, 4, 10)
+    tt = TravelTime(H, travel_pdf(H), np.array([0, 1]), 250, 15_000, False)
+    sm = smoothed_travel_time(tt, sigma, "pair")
+    for u, v in ((0, 1), (1, 0)):
+        ref = streid_gauss_smooth2(H[u, v].copy(), sigma)
+        ref = ref / (ref.sum() + 1e-7)  # st-ReID renormalises each pair
+        assert np.allclose(sm.pt[u, v], ref, rtol=1e-6, atol=1e-12)
+    src = smoothed_travel_time(tt, sigma)  # the code's normalisation: per source camera
+    assert np.isclose(src.pt[0].sum(), 1) and np.isclose(src.pt[1].sum(), 1)
+    assert np.isclose(streid_sigma_bins(250, 25), 20.0) and np.isclose(streid_sigma_bins(600, 60), 20.0)
+
+
+def test_logistic_fusion_hand_values():
+    sv, st = np.array([0.0, 1.0, 0.2]), np.array([0.0, 0.0, 0.1])
+    want = [1 / 2 / 3, 1 / (1 + np.exp(-5)) / 3, 1 / (1 + np.exp(-1)) / (1 + 2 * np.exp(-0.5))]
+    assert np.allclose(logistic_fusion(sv, st), want)
+    assert (logistic_fusion(sv, st) > 0).all()
+
+
+def test_product_sinks_every_empty_bin_match_and_default_rule_is_unchanged():
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0, 50, (6, 30)); pt = rng.random((6, 30)) * (rng.random((6, 30)) < 0.5)
+    r = fusion_rank("product", d, pt, 0.05)
+    assert np.array_equal(r, fused_rank_dist(d, pt, 0.05))  # the default is the code's rule, untouched
+    for q in range(6):
+        assert r[q][pt[q] == 0].min() > r[q][pt[q] > 0].max()  # every P_t = 0 image after every P_t > 0 one
+    lg = fusion_rank("logistic", d, pt, 0.05)
+    assert np.allclose(-lg, logistic_fusion(np.exp(-0.05 * d), pt))
+    with pytest.raises(BadInputError, match="rule"):
+        fusion_rank("sum", d, pt, 0.05)
+
+
+def test_true_pairs_brute_force():
+    rng = np.random.default_rng(1)
+    pid, cam = rng.integers(0, 6, 40), rng.integers(0, 3, 40)
+    want = {(i, j) for i in range(40) for j in range(40) if pid[i] == pid[j] > 0 and cam[i] != cam[j]}
+    got = true_pairs(pid, cam)
+    assert len(got) == len(want) and set(map(tuple, got.tolist())) == want
+
+
+def test_oracle_travel_time_counts_the_true_pairs():
+    rng = np.random.default_rng(2)
+    n = 60
+    pid, vcam = rng.integers(1, 9, n), rng.integers(0, 4, n); cam = vcam // 2; t = rng.integers(0, 5000, n)
+    cv = cams_of_vcams(vcam, cam, 4)
+    tt = TravelTime(np.zeros((4, 4, n_time_bins(250, 10_000))), None, cv, 250, 10_000, False)
+    o = oracle_travel_time(tt, pid, vcam, cam, t)
+    H = np.zeros_like(o.counts)
+    for i in range(n):
+        for j in range(n):
+            if pid[i] == pid[j] and cam[i] != cam[j]: H[vcam[i], vcam[j], (t[i] - t[j] + 10_000) // 250] += 1
+    assert np.array_equal(o.counts, H) and np.allclose(o.pt, travel_pdf(H))
+
+
+def test_pt_divergence_against_scipy():
+    from scipy.spatial.distance import jensenshannon
+    rng = np.random.default_rng(5)
+    p = rng.random((3, 3, 12)) * (rng.random((3, 3, 12)) < 0.5); q = rng.random((3, 3, 12))
+    p[2, 1] = 0  # a pair the learnt P_t leaves empty: disjoint
+    mass = rng.integers(0, 5, (3, 3)).astype(float); mass[2, 1] = 2
+    tv, js, w = [], [], []
+    for u, v in itertools.product(range(3), range(3)):
+        if mass[u, v] == 0: continue
+        a, b = p[u, v], q[u, v] / q[u, v].sum()
+        if a.sum() == 0: tv.append(1.0); js.append(1.0)
+        else: a = a / a.sum(); tv.append(0.5 * np.abs(a - b).sum()); js.append(jensenshannon(a, b, base=2) ** 2)
+        w.append(mass[u, v])
+    got = pt_divergence(p, q, mass)
+    assert np.isclose(got["tv"], np.average(tv, weights=w)) and np.isclose(got["js"], np.average(js, weights=w))
+
+
+def test_empty_bin_share_loop():
+    rng = np.random.default_rng(6)
+    q = SimpleNamespace(pid=rng.integers(1, 5, 12), cam=rng.integers(0, 3, 12))
+    g = SimpleNamespace(pid=rng.integers(-1, 5, 40), cam=rng.integers(0, 3, 40))
+    pt = rng.random((12, 40)) * (rng.random((12, 40)) < 0.5)
+    hits = [pt[i, j] == 0 for i in range(12) for j in range(40) if q.pid[i] == g.pid[j] and q.cam[i] != g.cam[j]]
+    assert np.isclose(empty_bin_share(pt, q, g), 100 * np.mean(hits))
+
+
+def test_component_stats_and_valid_batches_against_loops():
+    rng = np.random.default_rng(7)
+    comp, pid = rng.integers(0, 4, 20), rng.integers(0, 6, 20)
+    s = component_stats(comp, pid)
+    sizes = [int((comp == c).sum()) for c in range(comp.max() + 1)]
+    big = int(np.argmax(sizes)); members = list(pid[comp == big])
+    assert s == dict(components=len(sizes), largest_share=100 * max(sizes) / 20,
+                     largest_purity=100 * max(members.count(x) for x in set(members)) / len(members))
+    images = [np.array([2 * t, 2 * t + 1]) for t in range(20)]
+    groups = [rng.choice(20, 3, replace=False) for _ in range(8)]
+    lab = MinedLabels(np.zeros((0, 2), np.int64), comp, merged_images(images, comp), [], groups)
+    draws = stage2_batches(lab, 12)(np.random.default_rng(0))
+    ok = []
+    for _, gid, key in itertools.islice(draws, 50):
+        ok.append(any(any(gid[a] == gid[b] and key[a] == key[b] for b in range(12) if b != a) and
+                      any(gid[a] == gid[b] and key[a] != key[b] for b in range(12)) for a in range(12)))
+    assert valid_batch_share(lab, 12, 50) == 100 * np.mean(ok)
+
+
+def test_fusion_rows_cover_every_rule_with_the_code_metric():
+    rng = np.random.default_rng(8)
+    nq, ng = 10, 50
+    q = SimpleNamespace(pid=rng.integers(1, 6, nq), cam=np.zeros(nq, int), vcam=np.zeros(nq, int),
+                        t_frames=rng.integers(0, 3000, nq))
+    g = SimpleNamespace(pid=rng.integers(1, 6, ng), cam=np.ones(ng, int), vcam=np.ones(ng, int),
+                        t_frames=rng.integers(0, 3000, ng))
+    H = np.zeros((2, 2, n_time_bins(250, 5000))); H[0, 1, 15:25] = rng.integers(0, 4, 10); H[1, 0] = H[0, 1, ::-1]
+    tt = TravelTime(H, travel_pdf(H), np.array([0, 1]), 250, 5000, False)
+    d = rng.uniform(0, 10, (nq, ng))
+    rows = fusion_rows(d, tt, 0.3, q, g, 25.0, oracle_travel_time(tt, np.r_[q.pid, g.pid], np.r_[q.vcam, g.vcam],
+                                                                   np.r_[q.cam, g.cam], np.r_[q.t_frames, g.t_frames]))
+    assert [r["rule"] for r in rows] == ["visual", *FUSION_RULES]
+    pt = fusion_pt(tt, q.vcam, q.t_frames, g.vcam, g.t_frames)
+    from reid_nb.evaluation import evaluate
+    want = evaluate(fused_rank_dist(d, pt, 0.3), q.pid, g.pid, q.cam, g.cam)
+    assert np.isclose(rows[1]["mAP"], 100 * want["mAP"]) and np.isclose(rows[1]["R1"], 100 * want["cmc"][0])
+    trap = evaluate(fused_rank_dist(d, pt, 0.3), q.pid, g.pid, q.cam, g.cam, ap_mode="trapezoid")
+    assert np.isclose(rows[1]["code AP"], 100 * trap["mAP"])  # a 50-image gallery: the top-1,000 cut changes nothing
+
+
+def test_capped_components_respect_the_cap_and_the_pair_order():
+    rng = np.random.default_rng(9)
+    pairs = np.sort(rng.integers(0, 30, (60, 2)), axis=1); pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    free = merge_components(pairs, 30)
+    same = lambda a, b: (a[:, None] == a[None]) == (b[:, None] == b[None])
+    assert same(merge_components(pairs, 30, max_size=30), free).all()  # a cap above T is the code's union
+    for cap in (2, 3, 5):
+        comp = merge_components(pairs, 30, max_size=cap)
+        assert np.bincount(comp).max() <= cap
+        groups = [{t} for t in range(30)]  # replay the joins with sets
+        for a, b in pairs:
+            ga, gb = next(g for g in groups if a in g), next(g for g in groups if b in g)
+            if ga is not gb and len(ga) + len(gb) <= cap: groups.remove(gb); ga |= gb
+        want = np.empty(30, int)
+        for i, g in enumerate(groups): want[list(g)] = i
+        assert same(comp, want).all()
