@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce test export bench lock clean-results docs docs-quarto docs-shots lessons lab prune
+.PHONY: venv reproduce publish test export bench lock clean-results docs docs-quarto docs-shots lessons lab prune
 
 venv: .venv/.installed
 
@@ -20,6 +20,10 @@ export: venv
 # Regenerate the synthetic world and every result table into results/ (PROFILE=smoke for a quick pass).
 reproduce: venv
 	.venv/bin/reid-nb reproduce --profile $(PROFILE)
+
+# Copy the pages of the finished reproduce (PROFILE) into docs/results/, stamped with the commit and every set's key.
+publish: venv
+	.venv/bin/reid-nb publish --profile $(PROFILE)
 
 # Notebooks and package must agree; then the library notebooks and the test suite run.
 test: venv

@@ -1137,6 +1137,13 @@ def _parser() -> argparse.ArgumentParser:
     pru = sub.add_parser("prune", help="keep only weights and history in the checkpoints of finished result sets")
     pru.add_argument("notebook", nargs="?", help="only this notebook's sets (default: every notebook's)")
     pru.add_argument("--dry-run", action="store_true", help="only list what would be pruned")
+    pub = sub.add_parser("publish", help="copy the pages of a finished reproduce into docs/results/ (the snapshot)")
+    pub.add_argument("--profile", choices=PROFILES, default="default")
+    pub.add_argument("--dataset", default="synth", help="the dataset the reproduce ran on (default: synth)")
+    pub.add_argument("--world", default="", help="synth only: the world the reproduce ran on")
+    pub.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                     help="the reproduce's seeds (default: the profile's)")
+    pub.add_argument("--out", help="the snapshot folder (default: docs/results/ of the project)")
     return p
 
 def find_notebook(name: str  # an .ipynb path, or an experiment name such as 'datasets'
@@ -1185,6 +1192,13 @@ def _run_command(args: argparse.Namespace) -> int:
     print(copy)
     return 0
 
+def _publish_command(args: argparse.Namespace) -> int:
+    """`reid-nb publish`: the snapshot of a finished reproduce (`reid_nb.publish`, which builds on this module)."""
+    from reid_nb.publish import publish
+    out = publish(args.profile, args.dataset, args.world, args.seeds, args.out)
+    print(f"published the snapshot of the {args.profile} reproduce in {out} (index: {out / 'README.md'})")
+    return 0
+
 def _command(args: argparse.Namespace) -> int:
     """Carry out one parsed command; return the exit status."""
     if args.command == "params":
@@ -1194,6 +1208,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "prune":
         prune(args.notebook, dry_run=args.dry_run)
         return 0
+    if args.command == "publish": return _publish_command(args)
     failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world,
                          args.jobs, _given(args.param, None)[0], args.check)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
