@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce publish test export bench lock clean-results docs docs-quarto docs-shots lessons lab prune
+.PHONY: venv reproduce publish test export bench gpu-check lock clean-results docs docs-quarto docs-shots lessons lab prune
 
 venv: .venv/.installed
 
@@ -77,6 +77,13 @@ docs-quarto: venv .venv/bin/quarto
 
 bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# One prepared GPU check (benchmarks/gpu_check.py, at most 8 minutes): training, extraction and kNN speeds and the
+# paper profile's --check estimate, into results/gpu-check/gpu-check.{json,md}. GPU_CHECK_ARGS: e.g. --dry (tiny sizes,
+# any device), --max-minutes N, --sections NAME..., --check-batch N; `--readme SUMMARY` rewrites README's GPU paragraph.
+GPU_CHECK_ARGS ?=
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # Refresh requirements.lock from a working .venv (after adding or upgrading a package by hand).
 lock:

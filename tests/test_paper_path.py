@@ -30,33 +30,58 @@ LIGHT = ["-p", "extras", "false", "-p", "uga:sweep", "false", "-p", "uga:compare
          "-p", "calr:settings", '{"intra_n_clusters": 0, "intra_ratio": 2, "degenerate_local": "keep"}']
 
 
+def paper_world(root: Path,  # a new folder: receives the world, data/, torch/ (the cache) and tmp/
+                layouts: tuple = tuple(LAYOUTS),  # the real layouts the world is copied into, under root/data
+                ids: int | None = IDS,  # identities kept per split (None: all)
+                preset: str = "tiny",  # the synthetic world copied
+                stand_in: bool = True,  # save the random ResNet-50 stand-in in the torchvision cache
+                workers: int = 1,  # rendering workers
+               ) -> Path:
+    """A synthetic world copied into real layouts, the stand-in ImageNet file in a torchvision cache; `root`.
+    benchmarks/gpu_check.py builds its Market-1501 copy with this too."""
+    world = make_world(root / preset, preset, seed=0, workers=workers)
+    for layout in layouts: copy_as_layout(world, layout, root / "data", ids=ids)
+    cache = root / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    if stand_in:
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet50(weights=None).state_dict(), cache / RESNET50_FILES[0])
+    (root / "tmp").mkdir()
+    return root
+
+
+def paper_env(root: Path,  # from `paper_world`
+              batch: int | None = BATCH,  # cap of every training and extraction batch (None: the real batches)
+             ) -> dict[str, str]:
+    """The environment of a check on that world: its data, cache and results, quiet, batches capped to `batch`."""
+    env = {"REID_NB_DATA": root / "data", "TORCH_HOME": root / "torch", "REID_NB_RESULTS": root / "results",
+           "REID_NB_CACHE": root / "cache", "REID_NB_PROGRESS": "0", "REID_NB_LOG": "0"}
+    if batch: env["REID_NB_CHECK_BATCH"] = batch
+    return {name: str(value) for name, value in env.items()}
+
+
+def scratch_results(out: str  # what `reid-nb reproduce --check` printed
+                   ) -> Path:
+    """The scratch results folder a check printed (its parent holds the check log)."""
+    return Path(re.search(r"scratch results \(real results untouched\): (\S+)", out).group(1))
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The three layouts under one data folder, the stand-in weights in a torchvision cache, empty real results."""
-    root = tmp_path_factory.mktemp("paper")
-    tiny = make_world(root / "tiny", "tiny", seed=0, workers=1)
-    for layout in LAYOUTS: copy_as_layout(tiny, layout, root / "data", ids=IDS)
-    cache = root / "torch" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), cache / RESNET50_FILES[0])
-    (root / "tmp").mkdir()
-    return root
+    return paper_world(tmp_path_factory.mktemp("paper"))
 
 
 def check(world, monkeypatch, capsys, *args):
     """`reid-nb reproduce --profile paper --check ...` with the world's data, cache and results, its scratch folder
     under the test's own temporary folder; (the output, the scratch results folder)."""
-    for name, value in {"REID_NB_DATA": world / "data", "TORCH_HOME": world / "torch",
-                        "REID_NB_RESULTS": world / "results", "REID_NB_CACHE": world / "cache",
-                        "REID_NB_CHECK_BATCH": BATCH, "REID_NB_PROGRESS": "0", "REID_NB_LOG": "0"}.items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in paper_env(world).items(): monkeypatch.setenv(name, value)
     monkeypatch.setattr(tempfile, "tempdir", str(world / "tmp"))  # ResNet-50 checkpoints: GBs, not in /tmp
     status = main(["reproduce", "--profile", "paper", "--check", "-p", "verify_weights", "false", *LIGHT, *args])
     out, err = capsys.readouterr()
     assert status == 0, err[-3000:]
     assert not (world / "results").exists()  # nothing written into the real results
-    scratch = Path(re.search(r"scratch results \(real results untouched\): (\S+)", out).group(1))
+    scratch = scratch_results(out)
     for weights in [*scratch.parent.rglob("*.pt"), *scratch.parent.rglob("*.ckpt")]: weights.unlink()  # GBs each layout
     return out, scratch
 
