@@ -816,10 +816,14 @@ def finished_set(path: Path,  # the notebook
     """The newest finished set of this run's configuration made from the checkout's current commit, or None."""
     git = _git(path.parent)
     if git is None: return None  # no commit to compare: never assume the code is the same
-    key = set_key(effective_parameters(path, check_parameters(path, params)))
+    key = _key_of(path, params)
     same = [p for m, p in _sets_with_key(sets_root() / path.stem, key)
             if (m.get("git") or {}).get("commit") == git["commit"]]
     return same[0] if same else None
+
+def _key_of(path: Path, params: dict) -> str:
+    """The key of the set a run with these given parameters publishes (text from -p converted first, as the run does)."""
+    return set_key(effective_parameters(path, check_parameters(path, params)))
 
 def _cli_value(v) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
@@ -864,7 +868,7 @@ def _with_sets(path: Path, values: dict, earlier: list[tuple[Path, dict]]) -> di
 
 def _newest(path: Path, params: dict) -> Path | None:
     """The newest finished set of this run's configuration, whatever commit made it."""
-    found = _sets_with_key(sets_root() / path.stem, set_key(effective_parameters(path, params)))
+    found = _sets_with_key(sets_root() / path.stem, _key_of(path, params))
     return found[0][1] if found else None
 
 def planned_sets(profile: str = "default",  # the options of `reid-nb reproduce`

@@ -692,7 +692,7 @@ def test_datasets_notebook_smoke(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- which sets claims and compare read; resuming
 METHOD = ("profile = 'default'  # p\ndataset = 'synth'  # d\nworld = ''  # w\nseed = 0  # s\n"
-          "settings = {}  # changes\nextras = True  # e\nNAME = 'uga'  # n")
+          "settings = {}  # changes\nextras = True  # e\nlr = 0.1  # a value given as text by -p\nNAME = 'uga'  # n")
 
 
 def git_checkout(root):
@@ -732,17 +732,18 @@ def test_a_stopped_reproduce_reuses_finished_sets_and_names_them_for_claims(proj
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
     monkeypatch.setattr(rp, "_build_start", lambda profile: None)
     monkeypatch.chdir(project)
-    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1"]) == 0
+    lr = ["-p", "uga:lr", "0.5"]  # text converted to the declared float: the keys must be the runs' own
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1", *lr]) == 0
     res = tmp_path / "res"
     first = {s: set_of_seed(res, "uga", s) for s in (0, 1)}
     named = json.loads((the_set(res, "claims") / "claims" / "sets.json").read_text())
     assert named == {"uga": {str(s): str(first[s]) for s in (0, 1)}}
     capsys.readouterr()
-    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1"]) == 0
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1", *lr]) == 0
     out = capsys.readouterr().out
     assert out.count("reused the finished set") == 3  # both seeds and claims (same sets named, same key)
     assert sorted(p.name for p in (res / "uga").iterdir()) == sorted(p.name for p in first.values())  # no .2
-    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "--jobs", "1", "--fresh"]) == 0
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "--jobs", "1", "--fresh", *lr]) == 0
     assert len(list((res / "uga").iterdir())) == 3 and "reused" not in capsys.readouterr().out
 
 
