@@ -45,19 +45,22 @@ def _stamp(rec: dict, options: dict) -> str:
     return (f"> **Published snapshot** (`reid-nb publish`): this notebook as executed by `reid-nb reproduce --profile "
             f"{options['profile']}` on dataset `{options['dataset']}`{world}, {seed}, at commit `{rec['commit']}`"
             f"{dirty}, finished {rec['finished'][:19]} UTC. Result set `{rec['set']}` (key `{rec['key']}`). Outputs "
-            "are copied as the run wrote them; only the machine's folder is cut from printed paths.")
+            "are copied as the run wrote them; only the machine's folder is cut from paths.")
 
 def _relative(nb, root: Path):
-    """Printed paths relative to the project (the machine's folder cut), in place."""
+    """Paths relative to the project (the machine's folder cut) in outputs, injected parameters and metadata."""
     prefix = str(root).rstrip("/") + "/"
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if "text" in out: out["text"] = out["text"].replace(prefix, "")
             if "text/plain" in out.get("data", {}):
                 out["data"]["text/plain"] = out["data"]["text/plain"].replace(prefix, "")
+    for cell in nb.cells:  # the parameters papermill injected (claims' and compare's `sets` name folders)
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.source.replace(prefix, "")
     pm = nb.metadata.get("papermill", {})
-    for k in ("input_path", "output_path"):
-        if isinstance(pm.get(k), str): pm[k] = pm[k].replace(prefix, "")
+    for k in ("input_path", "output_path", "parameters"):
+        if k in pm: pm[k] = json.loads(json.dumps(pm[k]).replace(json.dumps(prefix)[1:-1], ""))
     return nb
 
 # %% ../nbs/81_publish.ipynb #62d2f161

@@ -822,7 +822,7 @@ def finished_set(path: Path,  # the notebook
     return same[0] if same else None
 
 def _key_of(path: Path, params: dict) -> str:
-    """The key of the set a run with these given parameters publishes (text from -p converted first, as the run does)."""
+    """The key of the set a run with these given parameters publishes (-p text converted first, as the run does)."""
     return set_key(effective_parameters(path, check_parameters(path, params)))
 
 def _cli_value(v) -> str:

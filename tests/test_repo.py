@@ -2,8 +2,10 @@
 notebooks are committed with their lessons' outputs (nbdev's convention), free of tracebacks and machine paths."""
 import json
 import re
+import subprocess
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from reid_nb.core import PROFILES
@@ -189,3 +191,33 @@ def test_exported_code_joins_no_statements_and_keeps_lines_short():
             long = [n + 1 for n, line in enumerate(src.splitlines()) if len(line) > 120]
             if semis or long: bad.append(f"{nb.name} cell {i}: `;` on lines {semis}, long lines {long}")
     assert not bad, "\n".join(bad)
+
+
+# ---------------------------------------------------------------- the published snapshot (docs/results, issue 22)
+SNAPSHOT = ROOT / "docs" / "results"
+
+
+def test_the_published_snapshot_is_complete_and_says_where_it_came_from():
+    """docs/results/ holds a page for every experiment a reproduce runs, every table and figure its set wrote, and
+    names the commit and the set of each page (reid_nb.publish; refreshed by `make publish`)."""
+    snap = json.loads((SNAPSHOT / "snapshot.json").read_text())
+    assert snap["format"] == "reid-nb-snapshot-1" and snap["profile"] in ("smoke", "default", "paper")
+    pages = {}
+    for r in snap["sets"]: pages.setdefault(r["notebook"], r)
+    assert set(pages) == {"datasets", "uga", "stgal", "calr", "claims", "compare"}
+    assert len(snap["sets"]) == 3 + 3 * len(snap["seeds"])  # datasets, claims, compare once; the methods per seed
+    on_disk = sorted(str(p.relative_to(SNAPSHOT)) for p in SNAPSHOT.rglob("*") if p.is_file())
+    assert on_disk == sorted(snap["files"] + ["README.md", "snapshot.json"])  # nothing more, nothing less
+    for name, r in pages.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", r["commit"]) and r["key"] in r["set"]
+        assert any(f.endswith(".md") for f in r["files"]) and all(f in snap["files"] for f in r["files"])
+        page = nbformat.read(SNAPSHOT / f"{name}.ipynb", as_version=4)
+        assert page.cells[0].source.startswith("> **Published snapshot**") and r["commit"] in page.cells[0].source
+        assert sum(bool(c.get("outputs")) for c in page.cells if c.cell_type == "code") >= 3  # executed, not clean
+        assert "/work/" not in json.dumps(page) and "/home/" not in json.dumps(page)  # no machine folder
+    commits = {r["commit"] for r in snap["sets"]}
+    assert all(c in (SNAPSHOT / "README.md").read_text() for c in commits)
+    if (ROOT / ".git").exists() and subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT,
+                                                    capture_output=True, text=True).stdout.strip() == "false":
+        for c in commits:  # a commit of this repository's history
+            assert subprocess.run(["git", "cat-file", "-e", f"{c}^{{commit}}"], cwd=ROOT).returncode == 0, c
