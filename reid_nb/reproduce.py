@@ -512,10 +512,9 @@ def _reuse_checkpoints(staging: Path,  # a new, empty staging folder
                        final: Path,  # <key>
                       ) -> Path | None:
     """Hard-link the checkpoints of the newest unpruned finished set of this key into `staging`; that set."""
-    sets = [(m["finished"], p) for p in final.parent.glob(f"{final.name}*") if p.is_dir()
-            and (m := _read_manifest(p)) and m["key"] == final.name and "pruned" not in m]
+    sets = [p for m, p in _sets_with_key(final.parent, final.name) if "pruned" not in m]
     if not sets: return None
-    done = max(sets)[1]
+    done = sets[0]
     for f in (f for f in done.rglob("*") if f.suffix in CHECKPOINT_SUFFIXES and f.is_file()):
         dest = staging / f.relative_to(done)
         dest.parent.mkdir(parents=True, exist_ok=True)
