@@ -464,6 +464,11 @@ def _read_manifest(folder: Path) -> dict | None:
     except (OSError, ValueError): return None
     return m if isinstance(m, dict) and m.get("format") == SET_FORMAT else None
 
+def _sets_with_key(folder: Path, key: str) -> list[tuple[dict, Path]]:
+    """(manifest, folder) of every finished set published under `key` (<key>, <key>.2, ...), newest first."""
+    found = [(m, p) for p in folder.glob(f"{key}*") if p.is_dir() and (m := _read_manifest(p)) and m["key"] == key]
+    return sorted(found, key=lambda mp: mp[0]["finished"], reverse=True)
+
 def _drop_temporaries(staging: Path  # a locked staging folder whose run has finished
                      ) -> list[Path]:
     """Remove the hidden temporaries of atomic writes that a killed earlier attempt left behind."""
@@ -602,11 +607,6 @@ def find_result_set(notebook: Path | str,  # a notebook path or name, e.g. 'uga'
     """The newest finished result set of `notebook` with these parameters; None when there is none."""
     sets = result_sets(notebook, results_dir, **params)
     return sets[0] if sets else None
-
-def _sets_with_key(folder: Path, key: str) -> list[tuple[dict, Path]]:
-    """(manifest, folder) of every finished set published under `key` (<key>, <key>.2, ...), newest first."""
-    found = [(m, p) for p in folder.glob(f"{key}*") if p.is_dir() and (m := _read_manifest(p)) and m["key"] == key]
-    return sorted(found, key=lambda mp: mp[0]["finished"], reverse=True)
 
 # %% ../nbs/80_reproduce.ipynb #12105970
 EXPERIMENTS = ("datasets", "uga", "stgal", "calr", "claims", "compare")
