@@ -12,9 +12,10 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'FUSION_RULES', 'STREID_SMOOTH_S', 'STREID
            'group_triplet_loss', 'triplet_anchors', 'group_step', 'multi_track_groups', 'fusion_pt', 'fused_rank_dist',
            'streid_sigma_bins', 'smoothed_travel_time', 'logistic_fusion', 'fusion_rank', 'true_pairs',
            'oracle_travel_time', 'fusion_travel_times', 'STGALData', 'stage1_batches', 'stage2_batches',
-           'train_triplet', 'Association', 'associate', 'label_quality', 'matched_quality', 'pt_divergence',
-           'empty_bin_share', 'component_stats', 'valid_batch_share', 'ibbs_diagnostics', 'evaluate_pct', 'score',
-           'fusion_metrics', 'fusion_rows', 'pt_diagnostics', 'plot_travel_pdf']
+           'cooccurrence_period', 'training_tracks', 'train_triplet', 'Association', 'associate', 'label_quality',
+           'matched_quality', 'pt_divergence', 'empty_bin_share', 'component_stats', 'valid_batch_share',
+           'ibbs_diagnostics', 'evaluate_pct', 'score', 'fusion_metrics', 'fusion_rows', 'pt_diagnostics',
+           'plot_travel_pdf']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
 import functools
@@ -36,6 +37,7 @@ from .distributed import shard
 from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
 from .sampling import Augment
+from .sstt import assume_tracklets, cooccurrence_groups
 from .train import run_epochs, sgd_steps
 
 # %% ../nbs/61_stgal.ipynb #0b4ab675
@@ -708,6 +710,20 @@ def stage2_batches(labels: MinedLabels,  # from mine_labels
     """batches(rng) for stage 2: the stage-2 groups, a track's images those of its component, the component its key
     (§4.5)."""
     return functools.partial(group_batches, labels.groups, labels.images, labels.comp, batch)
+
+# %% ../nbs/61_stgal.ipynb #3703784b
+def cooccurrence_period(dataset: str,  # the dataset's name
+                        fps: float,  # frames per second of its clock
+                       ) -> int:
+    """P, the gap in frames between the instants at which co-occurrence groups are taken (§4.8)."""
+    return 120 if dataset == "dukemtmc" else int(round(4 * fps))
+
+
+def training_tracks(train,  # reid_nb.data.Records of the training split
+                    dataset: str, fps: float):
+    """(tracks: `TrackletLabels` of the tracklet assumption per virtual camera, co-occurrence groups) of §2.3."""
+    lab = assume_tracklets(train.pid, train.vcam, train.t_frames)
+    return lab, cooccurrence_groups(lab.t_start, lab.t_end, lab.cam, cooccurrence_period(dataset, fps)).members
 
 # %% ../nbs/61_stgal.ipynb #4c60473a
 def train_triplet(model: torch.nn.Module,  # backbone, trained in place
