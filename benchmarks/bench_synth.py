@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("REID_NB_PROGRESS", "0")
-from reid_nb.synth import build_world, make_world, render_image, world_config  # noqa: E402
+from reid_nb.render import render_image  # noqa: E402
+from reid_nb.synth import build_world, world_config  # noqa: E402
+from reid_nb.world import make_world  # noqa: E402
 
 
 def timed(fn, *args, **kw) -> tuple[float, object]:

@@ -56,7 +56,7 @@ from reid_nb.features import extract_features, knn  # noqa: E402
 from reid_nb.models import build_backbone  # noqa: E402
 from reid_nb.reproduce import check_estimate, format_estimate  # noqa: E402
 from reid_nb.sampling import ImageBank  # noqa: E402
-from reid_nb.synth import LAYOUTS  # noqa: E402
+from reid_nb.world import LAYOUTS  # noqa: E402
 from test_paper_path import LIGHT, paper_env, paper_world, scratch_results  # noqa: E402
 
 SCHEMA = 1

@@ -15,7 +15,8 @@ import sys
 import time
 
 from reid_nb.core import BadInputError
-from reid_nb.synth import PRESETS, load_truth, make_world, truth_statistics
+from reid_nb.synth import PRESETS, truth_statistics
+from reid_nb.world import load_truth, make_world
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,15 +6,16 @@
 __all__ = ['DTYPES', 'IMAGE_EXTENSIONS', 'NAME_PATTERNS', 'NAME_FIELDS', 'MARKET_FPS', 'MARKET_SEQ_LEN', 'MARKET_N_SEQ',
            'MARKET_SEQ_OFFSETS', 'DUKE_FPS', 'DUKE_START_TIMES', 'DUKE_FIRST_FRAME', 'WORLD_KEYS', 'SPLITS', 'Check',
            'CAMERAS', 'NO_CLOCK', 'MARKET_SPLITS', 'DATASET_FOLDERS', 'FOLDER_LAYOUTS', 'MSMT_LISTS', 'DATASETS',
-           'TIME_MODES', 'MARKET1501_PUBLISHED', 'Records', 'concat_records', 'image_stem', 'BadNameError',
-           'parse_name', 'virtual_camera', 'market_concat_frames', 'duke_master_frame', 'duke_t_frames', 'read_world',
-           'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'real_root', 'load_dataset', 'dataset_fingerprint',
-           'image_problem', 'verify_images', 'split_statistics', 'dataset_statistics', 'compare_statistics',
-           'dataset_summary']
+           'TIME_MODES', 'DATASET_OPENERS', 'DATASET_MODULES', 'MARKET1501_PUBLISHED', 'Records', 'concat_records',
+           'image_stem', 'BadNameError', 'parse_name', 'virtual_camera', 'market_concat_frames', 'duke_master_frame',
+           'duke_t_frames', 'read_world', 'synth_concat_frames', 'read_tracklets', 'ReidDataset', 'real_root',
+           'load_dataset', 'register_dataset', 'dataset_names', 'open_dataset', 'dataset_fingerprint', 'image_problem',
+           'verify_images', 'split_statistics', 'dataset_statistics', 'compare_statistics', 'dataset_summary']
 
 # %% ../nbs/10_data.ipynb #8eadfab4
 import csv
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .core import BadInputError, config_hash, data_root, progress
+from .core import PROFILES, BadInputError, config_hash, data_root, progress
 
 # %% ../nbs/10_data.ipynb #72c3b191
 DTYPES = {"path": str, "pid": np.int64, "cam": np.int64, "seq": np.int64, "frame": np.int64, "bbox_idx": np.int64,
@@ -506,6 +507,42 @@ def load_dataset(root: Path | str,  # the dataset folder, or its parent holding 
         raise BadInputError(f"{root}: is a file, not a folder; expected the {name} dataset folder")
     if not root.is_dir(): raise BadInputError(f"{root}: dataset folder for {name} does not exist")
     return DATASETS[name](root, name, _time_mode(name, market_time_mode), strict)
+
+# %% ../nbs/10_data.ipynb #4f1a2c02
+DATASET_OPENERS: dict[str, Callable] = {}  # name -> opener(name, profile, seed, root, world, **options)
+DATASET_MODULES = ("reid_nb.world",)  # modules that register datasets when imported (below data: imported lazily)
+
+def register_dataset(name: str,  # the name open_dataset is called with, e.g. 'market1501'
+                     opener: Callable,  # opener(name, profile, seed, root, world, **options) -> ReidDataset
+                    ) -> Callable:
+    """Make `open_dataset(name, ...)` call `opener` (a later registration of the same name replaces it)."""
+    DATASET_OPENERS[name] = opener
+    return opener
+
+def dataset_names() -> list[str]:
+    """Every name open_dataset knows, once the modules in DATASET_MODULES have registered theirs."""
+    for module in DATASET_MODULES: importlib.import_module(module)
+    return list(DATASET_OPENERS)
+
+# %% ../nbs/10_data.ipynb #4f1a2c03
+def _open_real(name: str, profile: str, seed: int, root: Path | str | None, world: str, **options) -> ReidDataset:
+    """A real dataset from its folder under data_root() (or `root`); profile, seed and world do not change it."""
+    return load_dataset(real_root(name, root), name, **options)
+
+for _name in DATASET_FOLDERS: register_dataset(_name, _open_real)
+
+def open_dataset(name: str = "synth",  # a registered name: 'synth', 'market1501', 'dukemtmc', 'msmt17', 'veri'
+                 profile: str = "default",  # 'smoke' (tiny world), 'default' or 'paper' (real datasets only)
+                 seed: int = 0,  # the synthetic world's seed
+                 root: Path | str | None = None,  # dataset folder (default: under data_root())
+                 world: str = "",  # synth: '' (the profile's preset), a preset name, or a world's folder
+                 **options,  # passed to load_dataset (market_time_mode, strict)
+                ) -> ReidDataset:
+    """The dataset an experiment runs on, opened by the opener registered under `name`."""
+    if profile not in PROFILES: raise BadInputError(f"profile={profile!r}: expected one of {PROFILES}")
+    names = dataset_names()
+    if name not in names: raise BadInputError(f"dataset {name!r}: expected one of {', '.join(names)}")
+    return DATASET_OPENERS[name](name, profile, seed, root, world, **options)
 
 # %% ../nbs/10_data.ipynb #01b3253f
 def _size(path: str) -> int:

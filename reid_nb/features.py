@@ -366,6 +366,21 @@ def _blend(V: sp.csr_matrix, nq: int, orig: np.ndarray, lam: float, budget: int)
         orig[r0:r1] = (1 - lam) * (1 - m / (2 - m)) + lam * orig[r0:r1]
     return orig
 
+def _rerank_set(qf, gf, k1: int, k2: int, lambda_value: float, power: int, device) -> torch.Tensor:
+    """Queries and gallery as one checked (Q + G, d) set on `device` (k_reciprocal_rerank's inputs)."""
+    qf, gf = as_features(qf, "k_reciprocal_rerank(qf)"), as_features(gf, "k_reciprocal_rerank(gf)")
+    if qf.shape[1] != gf.shape[1]:
+        raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
+    x = torch.cat([qf, gf.to(qf.dtype)]).to(device)
+    if bool((x == x[:1]).all()):  # every distance 0: the division by each row's maximum is 0/0
+        raise BadInputError(f"k_reciprocal_rerank(qf, gf): all {len(x)} feature vectors are identical (constant or "
+                            "all zero), so no image is nearer than another and re-ranking is undefined")
+    _check_k(k1, len(x) - 1, "k_reciprocal_rerank: k1 (k1 + 1 <= Q + G)")
+    _check_k(k2, len(x), "k_reciprocal_rerank: k2")
+    if power not in (2, 4) or not 0 <= lambda_value <= 1:
+        raise BadInputError(f"k_reciprocal_rerank: power={power} (expected 2 or 4), lambda_value={lambda_value} (0..1)")
+    return x
+
 def k_reciprocal_rerank(qf,  # (Q, d) query features
                         gf,  # (G, d) gallery features
                         k1: int = 20,  # k-reciprocal neighbourhood size
@@ -377,18 +392,8 @@ def k_reciprocal_rerank(qf,  # (Q, d) query features
                         budget: int = 1 << 22  # entries per chunk of the Jaccard step
                        ) -> np.ndarray:
     """Re-ranked (Q, G) float32 distance of Zhong et al. 2017, as torchreid's / person-re-ranking's `re_ranking`."""
-    qf, gf = as_features(qf, "k_reciprocal_rerank(qf)"), as_features(gf, "k_reciprocal_rerank(gf)")
-    if qf.shape[1] != gf.shape[1]:
-        raise BadInputError(f"k_reciprocal_rerank: qf has {qf.shape[1]} dims, gf {gf.shape[1]}")
-    x = torch.cat([qf, gf.to(qf.dtype)]).to(device)
-    if bool((x == x[:1]).all()):  # every distance 0: the division by each row's maximum is 0/0
-        raise BadInputError(f"k_reciprocal_rerank(qf, gf): all {len(x)} feature vectors are identical (constant or "
-                            "all zero), so no image is nearer than another and re-ranking is undefined")
-    nq, n, p = len(qf), len(x), power / 2
-    _check_k(k1, n - 1, "k_reciprocal_rerank: k1 (k1 + 1 <= Q + G)")
-    _check_k(k2, n, "k_reciprocal_rerank: k2")
-    if power not in (2, 4) or not 0 <= lambda_value <= 1:
-        raise BadInputError(f"k_reciprocal_rerank: power={power} (expected 2 or 4), lambda_value={lambda_value} (0..1)")
+    x = _rerank_set(qf, gf, k1, k2, lambda_value, power, device)
+    nq, p = len(qf), power / 2
     top, rmax, qg = _scan_self(x, max(k1 + 1, k2), block, keep=nq)
     nbr, rmax, x2 = top.i.cpu().numpy(), rmax.double().cpu().numpy() ** p, sq_norms(x).double().cpu().numpy()
     V = _encode(nbr, k1 + 1, k1, lambda r, c: _pair_sqdist(x, x2, r, c) ** p / rmax[r])

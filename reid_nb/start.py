@@ -33,7 +33,9 @@ from .models import BNNeck, build_backbone, file_sha256
 from .report import gap_closed, metrics_pct
 from .sampling import Augment, ImageBank, identity_batches
 from .stgal import group_triplet_loss
-from .synth import SYNTH_PRESET, open_dataset, world_config, world_hash
+from .data import open_dataset
+from .synth import SYNTH_PRESET, world_config
+from .world import world_hash
 from .train import run_epochs, sgd_steps
 
 # %% ../nbs/75_start.ipynb #1f575d4c

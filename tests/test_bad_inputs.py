@@ -19,7 +19,8 @@ from reid_nb import reproduce as rp
 from reid_nb.core import BadInputError, data_root, results_root
 from reid_nb.data import Records, load_dataset, verify_images
 from reid_nb.reproduce import NotebookError, check_parameters, main, notebook_parameters, run_notebook
-from reid_nb.synth import make_world, open_dataset
+from reid_nb.data import open_dataset
+from reid_nb.world import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = "market1501/Market-1501-v15.09.15"
@@ -207,7 +208,7 @@ def test_ctrl_c_and_sigterm_stop_a_run_with_one_line(tmp_path, results, marker, 
 OPEN_WORLD = """import os, sys
 from reid_nb.core import BadInputError
 from reid_nb.start import starting_point
-from reid_nb.synth import open_dataset
+from reid_nb.data import open_dataset
 for root in sys.argv[1:]:
     os.environ["REID_NB_DATA"] = root
     try: print(len(open_dataset("synth", "smoke").train), starting_point("smoke"))

@@ -59,7 +59,7 @@ def test_the_table_has_every_row_and_column(sets):
 def test_the_floor_is_the_start_scored_alone(sets):
     from reid_nb.sampling import ImageBank
     from reid_nb.start import net_settings, new_backbone, starting_point, test_scores
-    from reid_nb.synth import open_dataset
+    from reid_nb.data import open_dataset
     ds, net = open_dataset("synth", profile="smoke"), net_settings("smoke")
     banks = {s: ImageBank.from_records(getattr(ds, s), net["height"], net["width"]) for s in ("query", "gallery")}
     expect = test_scores(new_backbone(net, starting_point("smoke")), banks, ds)
@@ -86,7 +86,7 @@ def test_every_row_equals_its_own_notebooks_table(sets):
 def test_images_seen_are_batches_times_batch_size(sets):
     """Smoke settings by hand: UGA 2 + 2 epochs x 2 iterations x (6 cameras x 4 x 4); STGAL (12 + 8) x 32; CALR stage 2
     2 x 2 x 32, stage 1 per camera 2 x 2 x 16; the ceiling 2 x 10 x 32."""
-    from reid_nb.synth import open_dataset
+    from reid_nb.data import open_dataset
     n_cams = open_dataset("synth", profile="smoke").n_cams
     rows = by(read(sets["compare"] / "compare", f"main-{TAG}.csv"), "method")
     seen = {r: int(rows[r]["training images seen"]) for r in ROWS}
@@ -96,7 +96,7 @@ def test_images_seen_are_batches_times_batch_size(sets):
 
 
 def test_the_features_files_hold_what_the_tables_score(sets):
-    from reid_nb.synth import open_dataset
+    from reid_nb.data import open_dataset
     ds = open_dataset("synth", profile="smoke")
     for method, names, metric in (("uga", ["full UGA"], "cosine"), ("stgal", ["+STGAL (B)", "Baseline B"], "euclidean"),
                                   ("calr", ["Baseline (Cluster-Contrast)", "CALR"], "cosine")):
@@ -133,7 +133,7 @@ def test_compositions_have_a_row_each_with_gains(sets):
     assert float(per["STGAL (stage 2, P_v) + space-time fusion"]["mAP"]) == pytest.approx(
         float(table1["Ours (P_a)"]["mAP"]), abs=1e-9)
     # costs of the training compositions: STGAL's stage 1 + CALR's stage 2; CALR's stage 1 + UGA's two stages
-    from reid_nb.synth import open_dataset
+    from reid_nb.data import open_dataset
     n_cams = open_dataset("synth", profile="smoke").n_cams
     assert int(calr_ibbs["training images seen"]) == 12 * 32 + 2 * 2 * 32
     assert int(uga_calr["training images seen"]) == n_cams * 2 * 2 * 16 + 4 * 2 * n_cams * 16

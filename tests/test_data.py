@@ -218,8 +218,8 @@ def test_synth_virtual(fixtures):
 
 def test_synth_from_generator(tmp_path):
     """If the world generator is present: the loader inverts its clock and reads its tracklets."""
-    synth = pytest.importorskip("reid_nb.synth")
-    root = Path(synth.make_world(tmp_path / "w", preset="tiny", seed=0, workers=1))
+    world = pytest.importorskip("reid_nb.world")
+    root = Path(world.make_world(tmp_path / "w", preset="tiny", seed=0, workers=1))
     ds = load_dataset(root, "synth", market_time_mode="concat")
     truth, offsets = synth_truth(root)
     for rec in ds.splits().values():
@@ -471,3 +471,43 @@ def test_check_script_cases(fixtures, copy_tree, check_main):
     with pytest.raises(SystemExit) as e:
         check_main(m, "--dataset", "nope")
     assert e.value.code == 2
+
+
+# ------------------------------------------------------------------------------------------- the registry: open_dataset
+def test_open_dataset_opens_a_real_layout_through_its_registered_opener(fixtures):
+    from reid_nb.data import open_dataset
+    ds = open_dataset("market1501", "paper", root=fixtures / "market1501", market_time_mode="concat")
+    ref = load_dataset(fixtures / "market1501", "market1501", market_time_mode="concat")
+    assert ds.name == "market1501" and ds.time_mode == "concat"
+    assert all(np.array_equal(getattr(ds, s).path, getattr(ref, s).path) for s in ("train", "query", "gallery"))
+
+
+def test_open_dataset_unknown_name_lists_every_registered_one():
+    from reid_nb.data import dataset_names, open_dataset
+    assert dataset_names() == ["market1501", "dukemtmc", "msmt17", "veri", "synth"]
+    with pytest.raises(BadInputError, match="dataset 'cuhk03': expected one of market1501, dukemtmc, msmt17, veri, "
+                                            "synth$"):
+        open_dataset("cuhk03")
+    with pytest.raises(BadInputError, match=r"profile='fast': expected one of \('smoke', 'default', 'paper'\)"):
+        open_dataset("cuhk03", "fast")  # the profile is checked first, as before
+
+
+def test_register_dataset_hands_the_opener_every_argument(fixtures, monkeypatch):
+    from reid_nb import data
+    calls = []
+    def opener(name, profile, seed, root, world, **options):
+        calls.append((name, profile, seed, root, world, options))
+        return load_dataset(fixtures / "dukemtmc", "dukemtmc")
+    monkeypatch.setitem(data.DATASET_OPENERS, "duke-copy", None)  # removed again after the test
+    assert data.register_dataset("duke-copy", opener) is opener
+    assert data.open_dataset("duke-copy", "smoke", 3, "/r", "w", strict=False).name == "dukemtmc"
+    assert calls == [("duke-copy", "smoke", 3, "/r", "w", {"strict": False})]
+    assert "duke-copy" in data.dataset_names()
+
+
+def test_data_imports_the_registering_modules_only_when_a_name_is_looked_up():
+    """`data` sits above the synthetic world's modules: importing it loads none of them; the first lookup does."""
+    code = ("import sys, reid_nb.data as d; before = 'reid_nb.world' in sys.modules or 'reid_nb.synth' in sys.modules; "
+            "names = d.dataset_names(); print(before, 'reid_nb.world' in sys.modules, 'synth' in names)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True"]

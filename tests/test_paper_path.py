@@ -1,6 +1,6 @@
 """The `paper` path end to end, as a user with a GPU would start it: `reid-nb reproduce --profile paper --check` runs
 every experiment notebook (ResNet-50 at the papers' input sizes, the papers' settings, every loop capped) on a tiny
-synthetic world copied into the Market-1501, DukeMTMC-reID and MSMT17 V1 layouts (`reid_nb.synth.copy_as_layout`),
+synthetic world copied into the Market-1501, DukeMTMC-reID and MSMT17 V1 layouts (`reid_nb.world.copy_as_layout`),
 from a stand-in ImageNet file: a random ResNet-50 saved in torchvision's format under torchvision's file name.
 Market-1501 finds it in the torchvision cache, the two others get it with `-p weights FILE`.
 
@@ -19,7 +19,7 @@ import torchvision
 
 from reid_nb.models import RESNET50_FILES
 from reid_nb.reproduce import main
-from reid_nb.synth import LAYOUTS, copy_as_layout, make_world
+from reid_nb.world import LAYOUTS, copy_as_layout, make_world
 
 pytestmark = pytest.mark.slow
 IDS = 4  # identities kept per split: a few dozen images, enough for every P x K sampler and clustering step

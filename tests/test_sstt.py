@@ -175,8 +175,8 @@ def test_tracklet_labels_on_records():
 
 def test_collision_rate_on_the_synthetic_world(tmp_path):
     """SSTT on the tiny world's visits: labels are pure, and a larger gap P never raises coverage."""
-    synth = pytest.importorskip("reid_nb.synth")
-    ds = synth.open_dataset("synth", profile="smoke", seed=0, root=tmp_path / "w")
+    data = pytest.importorskip("reid_nb.data")
+    ds = data.open_dataset("synth", profile="smoke", seed=0, root=tmp_path / "w")
     tr = ds.train
     if not (np.asarray(tr.tracklet) >= 0).any(): pytest.skip("the synthetic world wrote no tracklets")
     prev = None

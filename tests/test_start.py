@@ -8,7 +8,7 @@ import torch
 from reid_nb import start
 from reid_nb.core import BadInputError
 from reid_nb.models import build_backbone
-from reid_nb.synth import open_dataset
+from reid_nb.data import open_dataset
 from reid_nb.start import (Budget, bound_row, dense_identities, closed_gap, net_settings, override_settings,
                            starting_point, warmup_cosine)
 

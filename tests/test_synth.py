@@ -1,4 +1,5 @@
-"""Tests of reid_nb.synth: the synthetic world against its own ground truth and independent references."""
+"""Tests of the synthetic world (reid_nb.synth: simulation, reid_nb.render: pixels, reid_nb.world: the world on disk,
+its cache and the `synth` dataset) against its own ground truth and independent references."""
 import fcntl
 import json
 import os
@@ -14,12 +15,12 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from reid_nb import synth
+from reid_nb import synth, world
 from reid_nb.core import BadInputError
-from reid_nb.data import load_dataset, synth_concat_frames
-from reid_nb.synth import (PRESETS, box_iou, build_world, knobs, load_truth, make_world, mixture_cdf, mixture_pdf,
-                           new_canvas, open_dataset, paint_person, render_image, travel_components, truth_statistics,
-                           world_config, world_json)
+from reid_nb.data import load_dataset, open_dataset, synth_concat_frames
+from reid_nb.render import new_canvas, paint_person, render_image
+from reid_nb.synth import PRESETS, box_iou, build_world, knobs, mixture_cdf, mixture_pdf, truth_statistics, world_config
+from reid_nb.world import load_truth, make_world, travel_components, world_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"([-\d]+)_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg")
@@ -301,24 +302,24 @@ def test_make_world_refuses_foreign_folder_and_cleans_up(tmp_path, monkeypatch):
         make_world(tmp_path / "mine", "tiny")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     def boom(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(synth, "render_world", boom)
+    monkeypatch.setattr(world, "render_world", boom)
     with pytest.raises(KeyboardInterrupt): make_world(tmp_path / "w", "tiny", workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
 def test_make_world_keeps_the_users_files_unless_forced(tmp_path, tiny):
     w = Path(shutil.copytree(tiny[0], tmp_path / "w"))
-    assert synth.foreign_files(w) == []
+    assert world.foreign_files(w) == []
     (w / "query" / "my_notes.txt").write_text("mine")
     (w / "results").mkdir()
     (w / "results" / "table.csv").write_text("a,b")
-    assert synth.foreign_files(w) == ["query/my_notes.txt", "results/table.csv"]
+    assert world.foreign_files(w) == ["query/my_notes.txt", "results/table.csv"]
     with pytest.raises(BadInputError) as e: make_world(w, "tiny", seed=1, workers=1)
     assert f"out {w}: holds 2 file(s)" in str(e.value) and "query/my_notes.txt" in str(e.value)
     assert "--force" in str(e.value)
     assert (w / "results" / "table.csv").read_text() == "a,b" and load_truth(w)["world"]["seed"] == 0
     make_world(w, "tiny", seed=1, workers=1, force=True)
-    assert load_truth(w)["world"]["seed"] == 1 and not (w / "results").exists() and synth.foreign_files(w) == []
+    assert load_truth(w)["world"]["seed"] == 1 and not (w / "results").exists() and world.foreign_files(w) == []
     make_world(w, "tiny", seed=2, workers=1)  # a folder holding only a world is replaced without force
     assert load_truth(w)["world"]["seed"] == 2
 
@@ -331,17 +332,17 @@ def test_make_world_removes_stale_builds_and_uses_the_umask(tmp_path):
     young.mkdir()
     busy = tmp_path / ".w.tmp-busy"  # a build in progress holds its lock
     busy.mkdir()
-    old = time.time() - 2 * synth.STALE_AFTER_S
+    old = time.time() - 2 * world.STALE_AFTER_S
     for d in (stale, busy): os.utime(d, (old, old))
     old_umask = os.umask(0o022)
     try:
-        with open(busy / synth.BUILD_LOCK, "w") as lock:
+        with open(busy / world.BUILD_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             root = make_world(tmp_path / "w", "tiny", seed=0, workers=1)
     finally: os.umask(old_umask)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".w.tmp-busy", ".w.tmp-young", "w"]
     assert root.stat().st_mode & 0o777 == 0o755 and (root / "query").stat().st_mode & 0o777 == 0o755
-    assert (root / "readme.txt").stat().st_mode & 0o777 == 0o644 and not (root / synth.BUILD_LOCK).exists()
+    assert (root / "readme.txt").stat().st_mode & 0o777 == 0o644 and not (root / world.BUILD_LOCK).exists()
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in (root / "query").iterdir())
 
 
