@@ -1,8 +1,11 @@
 """Benchmark: training images per second through reid-nb's one training loop (`reid_nb.train.sgd_steps`), with and
-without mixed precision (`amp`) and channels_last, against the plain fp32 loop in the same process.
+without mixed precision (`amp`), channels_last and `torch.compile`, against the plain fp32 loop in the same process.
 
 CPU: the small CPU net (widths 16-32-64-128, depth 2) at 64x32, batch 64, and ResNet-50 at 256x128, batch 8, each in
-fp32, bf16 autocast, channels_last and both, plus the fp32 loop at 1 and 2 torch threads. CUDA (when present):
+fp32, bf16 autocast, channels_last and both, plus the fp32 loop at 1 and 2 torch threads; the small net also compiled
+(`torch.compile`, inductor: needs a C++ compiler; the compilation, about a minute, happens in the untimed warm-up
+step), in fp32 and under bf16 autocast. bf16 pays only where the CPU has bf16 instructions (avx512_bf16 / amx_bf16);
+the header line says whether this one has them. CUDA (when present):
 ResNet-50 at 256x128, batch 64, fp32 / bf16 / fp16 (with a gradient scaler), each with and without channels_last,
 and a plain torchvision ResNet-50 AMP loop (no reid-nb code) as the card's reference throughput.
 Settings are timed in interleaved rounds and the best round is kept, which damps the noise of a shared machine.
@@ -19,13 +22,13 @@ from reid_nb.models import BNNeck, build_backbone
 from reid_nb.train import sgd_steps
 
 
-def make_run(arch: str, hw: tuple, batch: int, device: str, channels_last: bool, **kw):
-    """A backbone + BN neck, its optimiser and a fixed random batch: (net, opt, x)."""
+def make_run(arch: str, hw: tuple, batch: int, device: str, channels_last: bool, compile: bool = False, **kw):
+    """A backbone + BN neck (compiled when asked), its optimiser and a fixed random batch: (net, opt, x)."""
     torch.manual_seed(0)
     bb = build_backbone(arch, channels_last=channels_last, **kw)
     net = torch.nn.Sequential(bb, BNNeck(bb.out_dim)).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    return net, opt, torch.randn(batch, 3, *hw, device=device)
+    return torch.compile(net) if compile else net, opt, torch.randn(batch, 3, *hw, device=device)
 
 
 def time_loop(net, opt, x, iters: int, amp) -> float:
@@ -88,6 +91,9 @@ def cpu_cases() -> list:
                              ("bf16 channels_last", "bf16", True)):
             cases.append((f"{label} {tag}, 2 threads", 2, dict(kw, device="cpu", channels_last=cl), iters, amp))
         cases.append((f"{label} fp32, 1 thread", 1, dict(kw, device="cpu", channels_last=False), iters, None))
+    small = dict(nets[0][1], device="cpu", channels_last=False, compile=True)
+    cases += [(f"{nets[0][0]} {tag} compiled, 2 threads", 2, small, nets[0][2], amp)
+              for tag, amp in (("fp32", None), ("bf16", "bf16"))]
     return cases
 
 
@@ -116,7 +122,10 @@ def main():
     args = ap.parse_args()
     os.environ.setdefault("REID_NB_PROGRESS", "0")
     threads = torch.get_num_threads()
-    print(f"CPU: torch {torch.__version__}, forward + backward + SGD step through sgd_steps")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags] or ["no bf16 instructions"]
+    print(f"CPU: torch {torch.__version__}, {', '.join(bf16)}, load average {os.getloadavg()[0]:.1f}; forward + "
+          "backward + SGD step through sgd_steps")
     best = measure(cpu_cases(), args.rounds)
     report(best, _cpu_ref)
     if not torch.cuda.is_available(): return
