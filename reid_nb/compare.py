@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['MAIN', 'ROWS', 'METRIC_NAMES', 'SPLITS', 'KINDS', 'PARTS', 'TRAINED', 'read_handoffs', 'method_rows', 'pooled_row',
            'ceiling_entry', 'visual_dist', 'score_dist', 'row_scores', 'Comparison', 'score_rows', 'row_sources',
-           'why_missing', 'gap', 'cost_cells', 'main_row', 'seed_rows', 'TestTime', 'stgal_settings', 'ranked_features',
-           'travel_model', 'rerank', 'composed', 'compose_rows', 'composition_row', 'composition_seed_rows',
-           'rule_scores', 'rule_rows', 'ibbs_global_labels', 'calr_on_ibbs', 'calr_tracklet_key', 'uga_on_calr_labels',
-           'trained_row', 'mean_map', 'cost_figure', 'ranked_queries', 'ranked_figure', 'numbers_say', 'ap_over_seeds',
-           'set_names']
+           'why_missing', 'gap', 'cost_cells', 'main_row', 'seed_rows', 'Inference', 'stgal_settings',
+           'ranked_features', 'travel_model', 'rerank', 'composed', 'compose_rows', 'composition_row',
+           'composition_seed_rows', 'rule_scores', 'rule_rows', 'ibbs_global_labels', 'calr_on_ibbs',
+           'calr_tracklet_key', 'uga_on_calr_labels', 'trained_row', 'mean_map', 'cost_figure', 'ranked_queries',
+           'ranked_figure', 'numbers_say', 'ap_over_seeds', 'set_names']
 
-# %% ../nbs/73_compare.ipynb #11c74690
+# %% ../nbs/73_compare.ipynb #b4f1eea5
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +34,7 @@ from .stgal import (STGALConfig, fit_travel_time, fused_rank_dist, fusion_pt, fu
                            pair_dist, pt_variant, stgal_config, training_tracks)
 from .uga import UGAConfig, UGAData, tracklet_pids, train_stage1, train_stage2, uga_features
 
-# %% ../nbs/73_compare.ipynb #44800962
+# %% ../nbs/73_compare.ipynb #fbc86986
 MAIN = (("Cluster-Contrast", "calr", "Baseline (Cluster-Contrast)"), ("UGA", "uga", "full UGA"),
         ("STGAL (stage 2, P_v)", "stgal", "+STGAL (B)"), ("CALR", "calr", "CALR"))  # table row, notebook, its row
 ROWS = ["floor", *(name for name, *_ in MAIN), "ceiling"]
@@ -59,7 +59,7 @@ def method_rows(handoffs: dict,  # from `read_handoffs`
         return h if isinstance(h, str) else h.rows.get(row, f"n/a: no row {row!r} in {method}'s hand-off")
     return {name: {s: one(m, row, s) for s in seeds} for name, m, row in MAIN}
 
-# %% ../nbs/73_compare.ipynb #d87b1793
+# %% ../nbs/73_compare.ipynb #34472701
 def pooled_row(backbone: torch.nn.Module,  # maps images to pooled features
                banks: dict,  # split -> ImageBank
                device="cpu",
@@ -82,7 +82,7 @@ def ceiling_entry(cached: tuple,  # (floor/ceiling scores or None, kept weights 
     if kept is None: return bounds, "n/a: ceiling weights not kept (cache made before reid_nb.start kept them)"
     return bounds, pooled_row(backbone(kept), banks, device, Cost(bounds["ceiling_images"], kept["seconds"]))
 
-# %% ../nbs/73_compare.ipynb #58e95926
+# %% ../nbs/73_compare.ipynb #6450eeec
 def visual_dist(row: Row, device="cpu") -> np.ndarray:
     """(Q, G) squared Euclidean distance of a row's features (normalised first where its notebook ranks by cosine)."""
     q, g = row.query.to(device), row.gallery.to(device)
@@ -103,7 +103,7 @@ def row_scores(row: Row, query, gallery, device="cpu") -> dict:
     return metrics_pct(evaluate_features(row.query, row.gallery, query.pid, gallery.pid, query.cam, gallery.cam,
                                          device=device))
 
-# %% ../nbs/73_compare.ipynb #bbb6ca3b
+# %% ../nbs/73_compare.ipynb #0f0d8dbb
 @dataclass
 class Comparison:
     """Every row of the comparison per seed: features (or 'n/a: why'), scores, floor/ceiling scores, result sets."""
@@ -133,7 +133,7 @@ def row_sources(sets: dict,  # method -> seed -> (result set or None, why)
     for name, m, _ in MAIN: out[name] = f"{name}: " + ", ".join(f"s{s} {f.name}" for s, (f, _) in sets[m].items() if f)
     return out | {"ceiling": "ceiling: the ceiling cached beside the starting point (reid_nb.start)"}
 
-# %% ../nbs/73_compare.ipynb #6aecfea3
+# %% ../nbs/73_compare.ipynb #2f7aab66
 def why_missing(c: Comparison, r: str, have=()) -> str:
     """The n/a reasons of the seeds row `r` lacks."""
     return "; ".join(dict.fromkeys(v for s, v in c.rows[r].items() if s not in have and isinstance(v, str)))
@@ -156,7 +156,7 @@ def cost_cells(c: Comparison, r: str, have: list) -> dict:
          else mean_sd([e.cost.seconds for e in es], 0))
     return {"training images seen": int(round(np.mean([e.cost.images for e in es]))), "wall time s": t}
 
-# %% ../nbs/73_compare.ipynb #19293a10
+# %% ../nbs/73_compare.ipynb #6e9f462b
 def main_row(c: Comparison, r: str) -> dict:
     """One row of the table: mean ± sd over seeds of every metric, cost, gap closed, result sets."""
     have = [s for s in c.seeds if s in c.scores[r]]
@@ -174,9 +174,9 @@ def seed_rows(c: Comparison) -> list[dict]:
              "gap closed %": "n/a" if gap(c, r, s) is None else gap(c, r, s), "result sets": c.sources[r]}
             for r in c.rows for s in c.seeds if s in c.scores[r]]
 
-# %% ../nbs/73_compare.ipynb #c80cb7db
+# %% ../nbs/73_compare.ipynb #93b4a16f
 @dataclass
-class TestTime:
+class Inference:
     """What the test-time compositions share: the dataset, STGAL's hand-offs, its tracks and groups, α's calibration."""
     ds: Any  # the dataset (`ReidDataset`): splits, name, fps, clock, virtual cameras
     stgal: dict  # seed -> STGAL's `Handoff` or 'n/a: why' (its settings, when there)
@@ -189,7 +189,7 @@ class TestTime:
                                     else (None, None))
 
 
-def stgal_settings(tt: TestTime, seed: int) -> STGALConfig:
+def stgal_settings(tt: Inference, seed: int) -> STGALConfig:
     """STGAL's settings as its notebook ran them on this seed, else its defaults for this dataset."""
     h = tt.stgal.get(seed)
     if isinstance(h, Handoff): return STGALConfig(**h.settings["config"])
@@ -201,8 +201,8 @@ def ranked_features(row: Row, split: str) -> torch.Tensor:
     f = getattr(row, split)
     return F.normalize(f, dim=1) if row.metric == "cosine" else f
 
-# %% ../nbs/73_compare.ipynb #719635c8
-def travel_model(tt: TestTime, row: Row, seed: int) -> tuple:
+# %% ../nbs/73_compare.ipynb #20e5be69
+def travel_model(tt: Inference, row: Row, seed: int) -> tuple:
     """(STGAL's travel-time model, α) learnt without labels from the row's own training features."""
     if (id(row), seed) not in tt.models:
         train = tt.ds.train
@@ -221,7 +221,7 @@ def rerank(row: Row, device="cpu") -> np.ndarray:
     return rr.astype(np.float64)
 
 
-def composed(tt: TestTime, row: Row, seed: int) -> dict:
+def composed(tt: Inference, row: Row, seed: int) -> dict:
     """Metrics (%) of a row alone (ranked by `visual_dist`), re-ranked, fused and both."""
     ds = tt.ds
     d, rr = visual_dist(row, tt.device), rerank(row, tt.device)
@@ -235,12 +235,12 @@ def composed(tt: TestTime, row: Row, seed: int) -> dict:
     out["+ re-ranking + fusion"] = score_dist(fused_rank_dist(rr, pt, a_rr), ds.query, ds.gallery)
     return out
 
-# %% ../nbs/73_compare.ipynb #a044a281
+# %% ../nbs/73_compare.ipynb #e758d756
 KINDS = ("+ space-time fusion", "+ k-reciprocal re-ranking", "+ re-ranking + fusion")
 PARTS = {"+ re-ranking + fusion": ["+ space-time fusion", "+ k-reciprocal re-ranking"]}
 
 
-def compose_rows(c: Comparison, tt: TestTime) -> Comparison:
+def compose_rows(c: Comparison, tt: Inference) -> Comparison:
     """Every test-time composition of every row and seed that has features."""
     c.composed = {r: {s: composed(tt, e, s) for s, e in per.items() if not isinstance(e, str)}
                   for r, per in c.rows.items()}
@@ -249,7 +249,7 @@ def compose_rows(c: Comparison, tt: TestTime) -> Comparison:
 
 def composition_row(c: Comparison, r: str, kind: str, ds) -> dict:
     """One composition of one row: metrics and its mAP / R1 gain over the row alone and over its best part."""
-    have = [s for s in c.seeds if kind in c.composed[r].get(s, {})]
+    have = [s for s in c.seeds if kind in c.composed.get(r, {}).get(s, {})]
     if not have:
         why = (f"n/a: {ds.name} has no clock (STGAL's fusion needs one)" if not ds.has_clock and "fusion" in kind
                else why_missing(c, r) or "n/a")
@@ -266,11 +266,11 @@ def composition_row(c: Comparison, r: str, kind: str, ds) -> dict:
 
 def composition_seed_rows(c: Comparison) -> list[dict]:
     """Every test-time composition on every seed, at full precision."""
-    return [{"composition": f"{r} {k}", "seed": s, **x[k]} for r in c.rows for s, x in c.composed[r].items()
+    return [{"composition": f"{r} {k}", "seed": s, **x[k]} for r, per in c.composed.items() for s, x in per.items()
             for k in KINDS if k in x]
 
-# %% ../nbs/73_compare.ipynb #9fee2339
-def rule_scores(tt: TestTime, row: Row, seed: int) -> list[dict]:
+# %% ../nbs/73_compare.ipynb #9eda361b
+def rule_scores(tt: Inference, row: Row, seed: int) -> list[dict]:
     """Every fusion rule on one row and seed (`stgal.fusion_rows`), with the oracle P_t."""
     train, cfg = tt.ds.train, stgal_settings(tt, seed)
     model, a = travel_model(tt, row, seed)
@@ -279,7 +279,7 @@ def rule_scores(tt: TestTime, row: Row, seed: int) -> list[dict]:
     return fusion_rows(visual_dist(row, tt.device), model, a, tt.ds.query, tt.ds.gallery, tt.ds.fps, oracle)
 
 
-def rule_rows(c: Comparison, tt: TestTime, r: str) -> list[dict]:
+def rule_rows(c: Comparison, tt: Inference, r: str) -> list[dict]:
     """Every fusion rule on row `r`: R1, mAP and the code's AP (%), mean ± sd over the seeds it has."""
     per = {s: rule_scores(tt, e, s) for s, e in c.rows[r].items() if not isinstance(e, str) and tt.ds.has_clock}
     if not per: return [{"row": r, "mAP": why_missing(c, r) or f"n/a: {tt.ds.name} has no clock"}]
@@ -288,13 +288,13 @@ def rule_rows(c: Comparison, tt: TestTime, r: str) -> list[dict]:
              **{m: mean_sd([p[i][m] for p in per.values()]) for m in ("R1", "mAP", "code AP")}}
             for i, x in enumerate(first)]
 
-# %% ../nbs/73_compare.ipynb #ce808eb7
+# %% ../nbs/73_compare.ipynb #0cd1340f
 def ibbs_global_labels(track: np.ndarray,  # (N,) STGAL's track of each training image, -1 for none
                        comp: np.ndarray,  # (T,) IBBS component of each track
                       ) -> np.ndarray:
     """CALR's fixed global clusters from STGAL's components; images in no track get clusters of their own."""
-    glob = np.where(track >= 0, comp[np.maximum(track, 0)], -1)
-    lone = glob < 0
+    glob, lone = np.full(len(track), -1, dtype=np.int64), track < 0
+    glob[~lone] = comp[track[~lone]]
     glob[lone] = glob.max(initial=-1) + 1 + np.arange(lone.sum())
     return glob
 
@@ -320,7 +320,7 @@ def calr_on_ibbs(calr: Handoff | str, stgal: Handoff | str,  # the two parents' 
             "the training images")
     return Row(*f, "cosine", stgal.costs["stage1"] + cost), note
 
-# %% ../nbs/73_compare.ipynb #7f530478
+# %% ../nbs/73_compare.ipynb #86655983
 def calr_tracklet_key(local: np.ndarray,  # (N,) CALR's intra-camera cluster of each image, -1 for an outlier
                       cam: np.ndarray,  # (N,) camera of each image
                      ) -> np.ndarray:
@@ -351,7 +351,7 @@ def uga_on_calr_labels(uga: Handoff | str, calr: Handoff | str,  # the two paren
     note = f"{labels.n_tracklets} tracklets from CALR's local clusters"
     return Row(*f, "cosine", calr.costs["intra"] + c1 + c2), note
 
-# %% ../nbs/73_compare.ipynb #2ad80ecf
+# %% ../nbs/73_compare.ipynb #9a69d223
 TRAINED = (("CALR refinement on STGAL's IBBS components", ["STGAL (stage 2, P_v)", "CALR"]),
            ("UGA cross-view graph on CALR's local labels", ["UGA", "CALR"]))  # name, parents
 
@@ -371,7 +371,7 @@ def trained_row(c: Comparison, name: str,
             "training images seen": row.cost.images, "wall time s": t, "note": note,
             "result sets": "; ".join(c.sources[p] for p in parents)}
 
-# %% ../nbs/73_compare.ipynb #f1f32701
+# %% ../nbs/73_compare.ipynb #a9579211
 def mean_map(c: Comparison, r: str):
     """Mean mAP (%) of row `r` over the seeds it has; None without any."""
     have = [s for s in c.seeds if s in c.scores[r]]
@@ -397,7 +397,7 @@ def cost_figure(c: Comparison, trained: list[dict],  # the training compositions
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
-# %% ../nbs/73_compare.ipynb #08d727b2
+# %% ../nbs/73_compare.ipynb #d97722ca
 def ranked_queries(query, gallery, n: int = 3, seed: int = 0) -> list[int]:
     """`n` queries drawn once among those with a true match in another camera."""
     valid = [i for i in range(len(query)) if ((gallery.pid == query.pid[i]) & (gallery.cam != query.cam[i])).any()]
@@ -428,7 +428,7 @@ def ranked_figure(rows: dict,  # row name -> `Row` (one seed)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/73_compare.ipynb #14c688df
+# %% ../nbs/73_compare.ipynb #8e41c75b
 def _trained_line(row: dict) -> str:
     g = {k[len("mAP gain over "):]: v for k, v in row.items() if k.startswith("mAP gain over")}
     said = [f"{v:+.1f} over {p}" if isinstance(v, float) else f"mAP gain over {p}: {v}" for p, v in g.items()]
@@ -459,7 +459,7 @@ def numbers_say(c: Comparison, comp_rows: list[dict],  # every composition row, 
     lines.append("* One seed moves a number by about the sd shown in the table: a gain smaller than that is noise.")
     return "\n".join(lines)
 
-# %% ../nbs/73_compare.ipynb #ea1613cf
+# %% ../nbs/73_compare.ipynb #d8d3eade
 def ap_over_seeds(handoffs: dict,  # seed -> the method's `Handoff` or 'n/a: why'
                  ) -> tuple[dict, dict]:
     """(row -> (n_seeds, n_queries) per-query AP over the seeds with a hand-off, seed -> why for the others)."""
