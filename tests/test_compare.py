@@ -1,4 +1,4 @@
-"""compare.ipynb on the smoke profile: the method notebooks' saved features, one table, its compositions, figures."""
+"""compare.ipynb on the smoke profile: the method notebooks' hand-offs, one table, its compositions, figures."""
 import csv
 import re
 
@@ -95,17 +95,21 @@ def test_images_seen_are_batches_times_batch_size(sets):
     assert all(re.match(r"^\d+ \(1 seed\)$", rows[r]["wall time s"]) for r in ROWS)  # seconds, no decimals
 
 
-def test_the_features_files_hold_what_the_tables_score(sets):
+def test_the_handoffs_hold_what_the_tables_score(sets):
+    from reid_nb.runs import Handoff, load_handoff
     from reid_nb.data import open_dataset
     ds = open_dataset("synth", profile="smoke")
     for method, names, metric in (("uga", ["full UGA"], "cosine"), ("stgal", ["+STGAL (B)", "Baseline B"], "euclidean"),
                                   ("calr", ["Baseline (Cluster-Contrast)", "CALR"], "cosine")):
-        saved = torch.load(sets[method] / method / f"features-{TAG}-s0.pt", weights_only=True)
-        assert sorted(saved) == sorted(names)
-        for e in saved.values():
-            assert e["metric"] == metric and e["images_seen"] > 0 and e["seconds"] > 0 and e["read_back"] is False
-            assert [len(e[s]) for s in ("query", "gallery", "train")] == [len(ds.query), len(ds.gallery), len(ds.train)]
-            assert all(e[s].dtype == torch.float32 and torch.isfinite(e[s]).all() for s in ("query", "gallery", "train"))
+        h = load_handoff(sets[method], method, f"{TAG}-s0")
+        assert isinstance(h, Handoff), h
+        assert sorted(h.rows) == sorted(names) and h.ap and "config" in h.settings
+        for e in h.rows.values():
+            assert e.metric == metric and e.cost.images > 0 and e.cost.seconds > 0 and e.cost.read_back is False
+            assert [len(e.query), len(e.gallery), len(e.train)] == [len(ds.query), len(ds.gallery), len(ds.train)]
+            assert all(x.dtype == torch.float32 and torch.isfinite(x).all() for x in (e.query, e.gallery, e.train))
+    assert set(load_handoff(sets["stgal"], "stgal", f"{TAG}-s0").labels) >= {"track", "ibbs_comp"}
+    assert "intra" in load_handoff(sets["calr"], "calr", f"{TAG}-s0").costs
 
 
 def test_compositions_have_a_row_each_with_gains(sets):
@@ -204,12 +208,13 @@ def two_processes(sets):
 
 
 def test_two_processes_reproduce_the_single_process_notebooks(sets, two_processes):
-    ap = {m: [np.load(s[m] / m / f"ap-{TAG}-s0.npz") for s in (sets, two_processes)] for m in MAP_TOLERANCE}
+    from reid_nb.runs import load_handoff
+    ap = {m: [load_handoff(s[m], m, f"{TAG}-s0").ap for s in (sets, two_processes)] for m in MAP_TOLERANCE}
     for m, (one, two) in ap.items():
-        assert sorted(one.files) == sorted(two.files) and two_processes[m] != sets[m]
-        for row in one.files: assert 100 * abs(one[row].mean() - two[row].mean()) <= MAP_TOLERANCE[m], (m, row)
+        assert sorted(one) == sorted(two) and two_processes[m] != sets[m]
+        for row in one: assert 100 * abs(one[row].mean() - two[row].mean()) <= MAP_TOLERANCE[m], (m, row)
     one, two = ap["stgal"]
-    assert all(np.array_equal(one[r], two[r]) for r in one.files if r.startswith("Baseline A"))  # untrained: equal
+    assert all(np.array_equal(one[r], two[r]) for r in one if r.startswith("Baseline A"))  # untrained: equal
     local = [read(s["calr"] / "calr", f"local_labels-{TAG}-s0.csv") for s in (sets, two_processes)]
     assert [(r["path"], r["cam"]) for r in local[0]] == [(r["path"], r["cam"]) for r in local[1]]
     for cam in {r["cam"] for r in local[0]}:  # CALR's intra-camera labels: the same clusters, up to their names

@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from reid_nb.core import BadInputError  # noqa: E402
 from reid_nb.evaluation import evaluate  # noqa: E402
 from reid_nb.report import (METRICS, PUBLISHED, TAGS, _boot_means, _paired, caption, claim, claim_row,  # noqa: E402
-                            comparability, gain, gap_closed, mean_sd, metrics_pct, paper_row, provenance, published,
-                            published_gain, reference_dataset, run_setup, save_figure, show_table)
+                            claims_rows, comparability, figure5_claim, gain, gap_closed, mean_sd, metrics_pct,
+                            paper_claims, paper_row, provenance, published, published_gain, reference_dataset,
+                            run_setup, save_figure, show_table)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "docs" / "spec" / "METHODS.md"
@@ -213,6 +214,37 @@ def test_claim_row():
     row = claim_row("A above B", c, "+1.0 mAP")
     assert row["ours: mAP A - B [95 % interval]"] == "+15.0 [+10.0, +20.0]" and row["verdict"] == "reproduced"
     assert claim_row("x", c)["paper"] == "n/a: gain not retrieved"
+
+
+def test_paper_claims_name_rows_of_their_notebook_and_published_rows():
+    claims = paper_claims("sstt")
+    assert len(claims) == 10 and {c[2] for c in claims} == {"uga", "stgal", "calr"}
+    assert claims[0][3:5] == ("full|sstt|camera_bn", "intra|sstt|camera_bn")
+    for paper, _, _, _, _, pub in claims:  # every published pair the claims cite exists in the records
+        if pub is not None: assert published_gain(paper, "market1501", *pub) is not None, (paper, pub)
+
+
+def test_claims_rows_apply_the_rule_or_say_which_rows_are_missing():
+    a, b = np.array([[0.6, 0.7], [0.8, 0.4]]), np.array([[0.5, 0.5], [0.5, 0.5]])
+    ap = {"uga": {}, "stgal": {}, "calr": {"CALR": a, "Baseline (Cluster-Contrast)": b}}
+    rows = claims_rows(paper_claims("assume"), ap, {m: f"{m} sets" for m in ap}, "synth", n_boot=500)
+    assert rows[0] == {"method": "UGA", "claim": "the inter-camera stage beats intra-camera learning alone",
+                       "verdict": "n/a: rows 'full|assume|camera_bn' / 'intra|assume|camera_bn' not saved by uga"}
+    calr = rows[5]
+    expect = claim(a, b, n_boot=500, seed=0)
+    assert calr["ours: mAP A - B [95 % interval]"] == f"{expect.mean_diff:+.1f} [{expect.low:+.1f}, {expect.high:+.1f}]"
+    assert calr["A mAP"] == "62.5 ± 3.5 (2 seeds)" and calr["B mAP"] == "50.0 ± 0.0 (2 seeds)"  # 65, 60: sd 5/√2
+    assert calr["result sets"] == "calr sets" and calr["paper"].endswith("(Market-1501)")
+
+
+def test_figure5_claim_pairs_refined_and_global_precision_per_epoch():
+    epoch = lambda g, r: [{"clusters": "global w/o −1", "pairwise_precision": str(g)},
+                          {"clusters": "refined", "pairwise_precision": str(r)},
+                          {"clusters": "global", "pairwise_precision": "0"}]
+    row = figure5_claim([epoch(0.5, 0.7) + epoch(0.6, 0.7), epoch(0.4, 0.5) + epoch(0.5, 0.6)], "calr sets", n_boot=500)
+    assert (row["method"], row["seeds"], row["queries"], row["verdict"]) == ("CALR", 2, 2, "reproduced")
+    assert row["ours: mAP A - B [95 % interval]"].startswith("+12.5")  # mean of (20, 10) and (10, 10)
+    assert figure5_claim([], "calr sets") is None
 
 
 # --- seeds, gaps ---------------------------------------------------------------------------------------------------
