@@ -54,7 +54,7 @@ from bench_train import measure as best_training_rates  # noqa: E402
 from reid_nb.core import CHECK_LOG, BadInputError  # noqa: E402
 from reid_nb.features import extract_features, knn  # noqa: E402
 from reid_nb.models import build_backbone  # noqa: E402
-from reid_nb.reproduce import check_estimate, format_estimate  # noqa: E402
+from reid_nb.runner import check_estimate, format_estimate  # noqa: E402
 from reid_nb.sampling import ImageBank  # noqa: E402
 from reid_nb.world import LAYOUTS  # noqa: E402
 from test_paper_path import LIGHT, paper_env, paper_world, scratch_results  # noqa: E402
@@ -269,7 +269,7 @@ def features_section(s: Sizes, device: torch.device) -> dict:
 # ---------------------------------------------------------------- 3. reproduce --check
 def check_command(s: Sizes, device: torch.device) -> list[str]:
     """`reid-nb reproduce --profile P --dataset market1501 --check` with the paper-path test's settings."""
-    return [sys.executable, "-c", "import sys; from reid_nb.reproduce import main; sys.exit(main())",
+    return [sys.executable, "-c", "import sys; from reid_nb.cli import main; sys.exit(main())",
             "reproduce", "--profile", s.profile, "--dataset", "market1501", "--check",
             *(["--only", *s.only] if s.only else []), "-p", "verify_weights", "false", "-p", "device", device.type,
             *light_params(s.only), *[a for pair in zip(s.check_params[::2], s.check_params[1::2])

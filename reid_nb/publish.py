@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 
 from .core import BadInputError, atomic_write_text, project_root
-from .reproduce import MANIFEST, _now, _read_manifest, planned_sets
+from .reproduce import planned_sets
+from .sets import _now, _read_manifest
 
 # %% ../nbs/81_publish.ipynb #6e714281
 SNAPSHOT_FORMAT, SNAPSHOT = "reid-nb-snapshot-1", "snapshot.json"

@@ -15,10 +15,12 @@ import nbformat
 import pytest
 from PIL import Image
 
-from reid_nb import reproduce as rp
+from reid_nb import sets as rs
+from reid_nb.cli import main
 from reid_nb.core import BadInputError, data_root, results_root
 from reid_nb.data import Records, load_dataset, verify_images
-from reid_nb.reproduce import NotebookError, check_parameters, main, notebook_parameters, run_notebook
+from reid_nb.params import check_parameters, notebook_parameters
+from reid_nb.runner import NotebookError, run_notebook
 from reid_nb.data import open_dataset
 from reid_nb.world import make_world
 
@@ -166,7 +168,7 @@ def test_results_and_worlds_are_written_with_the_users_umask(uga_like, results, 
 
 
 def test_leftovers_of_killed_runs_are_reused_or_removed(uga_like, results, tmp_path):
-    key = rp.set_folder(uga_like, rp.effective_parameters(uga_like, {}), results)
+    key = rs.set_folder(uga_like, rs.effective_parameters(uga_like, {}), results)
     staging = key.with_name(key.name + ".partial")  # what a killed run leaves: its staging folder, half a write
     staging.mkdir(parents=True)
     (staging / ".results.csv.x1y2.tmp").write_text("half")
@@ -243,7 +245,7 @@ def finished_set_with_a_checkpoint(res):
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     run_epochs(1, lambda e, s: {}, {"model": net, "opt": opt}, folder / "ckpt" / "last.pt", config={})
-    (folder / "manifest.json").write_text(json.dumps({"format": rp.SET_FORMAT, "key": folder.name, "finished": "x"}))
+    (folder / "manifest.json").write_text(json.dumps({"format": rs.SET_FORMAT, "key": folder.name, "finished": "x"}))
     return folder, folder / "ckpt" / "last.pt"
 
 

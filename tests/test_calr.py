@@ -334,7 +334,7 @@ def test_refine_step_uses_density_pivots():
 def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
     import csv
     from reid_nb.core import project_root
-    from reid_nb.reproduce import run_notebook
+    from reid_nb.runner import run_notebook
     monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path)); monkeypatch.setenv("REID_NB_PROGRESS", "0")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = run_notebook(project_root() / "nbs" / "experiments" / "calr.ipynb", profile="smoke")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reid_nb.core import project_root
-from reid_nb.reproduce import run_notebook
+from reid_nb.runner import run_notebook
 
 pytestmark = pytest.mark.slow
 EXP = project_root() / "nbs" / "experiments"

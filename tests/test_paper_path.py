@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from reid_nb.models import RESNET50_FILES
-from reid_nb.reproduce import main
+from reid_nb.cli import main
 from reid_nb.world import LAYOUTS, copy_as_layout, make_world
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from reid_nb.core import PROFILES
-from reid_nb.reproduce import notebook_parameters
+from reid_nb.params import notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB, EXPERIMENTS = ROOT / "nbs", ROOT / "reid_nb", ROOT / "nbs" / "experiments"

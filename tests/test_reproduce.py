@@ -12,9 +12,11 @@ import nbformat
 import pytest
 
 from reid_nb.core import BadInputError
-from reid_nb import reproduce as rp
-from reid_nb.reproduce import (NotebookError, Param, check_parameters, coerce_value, main, notebook_parameters,
-                               run_notebook)
+from reid_nb import params as pa, reproduce as rp, runner as rn, sets as rs
+from reid_nb.cli import main
+from reid_nb.core import CHECK_ENV
+from reid_nb.params import Param, check_parameters, coerce_value, notebook_parameters
+from reid_nb.runner import NotebookError, run_notebook
 
 PARAMS = '''profile = "default"  # smoke | default | paper
 n = 3  # how many
@@ -156,7 +158,7 @@ free = 2  # no declaration
 
 def test_declared_rules_are_parsed(tmp_path):
     ps = notebook_parameters(make_notebook(tmp_path / "r.ipynb", RANGED))
-    assert ps["k"].rule == rp.Rule("int, at least 1", bounds=(("at least", 1),))
+    assert ps["k"].rule == pa.Rule("int, at least 1", bounds=(("at least", 1),))
     assert ps["lam"].rule.bounds == (("above", 0.0), ("at most", 1.0))
     assert ps["mode"].rule.choices == ("a", "b", "") and ps["etas"].rule.choices == (0.1, 0.5, 1.0)
     assert ps["free"].rule is None and ps["k"].comment == "[int, at least 1] neighbours"
@@ -225,7 +227,7 @@ def test_run_publishes_a_result_set(project, tmp_path, monkeypatch):
     before = snapshot(project / "nbs")
     out = run_notebook(path, profile="smoke", n="5", sizes=[3], fast="1", rate=2)
     effective = {"profile": "smoke", "n": 5, "rate": 2.0, "name": "x", "fast": True, "sizes": [3], "neg": -2, "seed": 0}
-    assert out == tmp_path / "res" / "t" / rp.set_key(effective) / "t.ipynb" and out.exists()
+    assert out == tmp_path / "res" / "t" / rs.set_key(effective) / "t.ipynb" and out.exists()
     assert out.parent.name.startswith("smoke-s0-")
     seen = json.loads((path.parent / "seen.json").read_text())
     assert seen == {"cwd": str(path.parent.resolve()), "n": 5, "rate": 2.0, "fast": True, "sizes": [3],
@@ -260,10 +262,10 @@ def test_a_changed_parameter_is_a_new_set_and_the_old_one_is_kept(project, tmp_p
     assert (b / "tab" / "table.csv").read_text() == "profile,seed\nsmoke,1\n"
     assert (a / "tab" / "table.csv").read_text() == "profile,seed\nsmoke,0\n"
     res = tmp_path / "res"
-    assert rp.find_result_set("t", res, seed=1) == b and rp.find_result_set(path, res, k=5) == c
-    assert rp.find_result_set("t", res, k=3, seed=0) == again  # the newest of the two
-    assert rp.result_sets("t", res, seed=0, k=3) == [again, a] and rp.find_result_set("t", res, seed=2) is None
-    assert rp.find_result_set("t", res, nosuch=1) is None and rp.find_result_set("u", res) is None
+    assert rs.find_result_set("t", res, seed=1) == b and rs.find_result_set(path, res, k=5) == c
+    assert rs.find_result_set("t", res, k=3, seed=0) == again  # the newest of the two
+    assert rs.result_sets("t", res, seed=0, k=3) == [again, a] and rs.find_result_set("t", res, seed=2) is None
+    assert rs.find_result_set("t", res, nosuch=1) is None and rs.find_result_set("u", res) is None
 
 
 # Trains (writes one checkpoint file per "epoch") unless the checkpoints are there already; says which.
@@ -284,7 +286,7 @@ def test_a_rerun_reads_the_finished_sets_checkpoints_back_unless_fresh(project, 
     assert (again.parent / "ck" / "e1.pt").stat().st_ino == (first.parent / "ck" / "e1.pt").stat().st_ino  # a link
     assert said(run_notebook(path, fresh=True)) == "trained"
     assert main(["run", str(path), "--fresh"]) == 0 and "trained" in capsys.readouterr().out
-    for s in rp.result_sets("t", tmp_path / "res"):  # as prune_set marks a set whose checkpoints it pruned
+    for s in rs.result_sets("t", tmp_path / "res"):  # as prune_set marks a set whose checkpoints it pruned
         m = json.loads((s / "manifest.json").read_text())
         (s / "manifest.json").write_text(json.dumps({**m, "pruned": "2026-01-01T00:00:00+00:00"}))
     assert said(run_notebook(path)) == "trained"  # a pruned set is never read back
@@ -327,7 +329,7 @@ ck.write_text("new")"""
 
 def test_fresh_moves_an_unfinished_set_aside_and_starts_over(project, tmp_path, capsys):
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", POISONED)
-    final = rp.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
+    final = rs.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
     staging = final.with_name(final.name + ".partial")
     staging.mkdir(parents=True)
     (staging / "ck.pt").write_text("old")
@@ -346,13 +348,13 @@ def test_fresh_moves_an_unfinished_set_aside_and_starts_over(project, tmp_path, 
     assert run_notebook(path, fresh=True).exists() and (staging.with_name(staging.name + ".abandoned-2") / "ck.pt").exists()
     assert sorted(p.name for p in final.parent.iterdir()) == [final.name, final.name + ".2", aside.name,
                                                                staging.name + ".abandoned-2"]
-    assert rp.result_sets("t", tmp_path / "res") == [final.with_name(final.name + ".2"), final]  # the aside: not sets
+    assert rs.result_sets("t", tmp_path / "res") == [final.with_name(final.name + ".2"), final]  # the aside: not sets
 
 def test_two_identical_runs_at_once_are_refused(project, tmp_path):
     path = make_notebook(project / "nbs" / "experiments" / "t.ipynb", "profile = 'smoke'  # p", "x = 1")
-    staging = rp.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
+    staging = rs.set_folder(path, {"profile": "smoke"}, tmp_path / "res")
     staging = staging.with_name(staging.name + ".partial")
-    with rp._staging(staging):
+    with rs._staging(staging):
         with pytest.raises(BadInputError, match="another run of this configuration"): run_notebook(path)
     assert run_notebook(path).exists()
 
@@ -441,7 +443,7 @@ def test_prune_keeps_weights_and_history(project, tmp_path, capsys):
     ck = out.parent / "m" / "checkpoints" / "stage1.pt"
     full = torch.load(ck, weights_only=False)
     before = ck.stat().st_size
-    assert rp.prune(results_dir=tmp_path / "res", dry_run=True)[0][0] == ck and ck.stat().st_size == before
+    assert rs.prune(results_dir=tmp_path / "res", dry_run=True)[0][0] == ck and ck.stat().st_size == before
     assert "would prune" in capsys.readouterr().out
     assert main(["prune", "t"]) == 0
     assert f"pruned {ck}" in capsys.readouterr().out
@@ -454,7 +456,7 @@ def test_prune_keeps_weights_and_history(project, tmp_path, capsys):
     assert torch.equal(net.weight, full["state"]["model"][1]["weight"])
     m = json.loads((out.parent / "manifest.json").read_text())
     assert m["files"]["m/checkpoints/stage1.pt"] == ck.stat().st_size and "pruned" in m
-    assert rp.prune("t", tmp_path / "res") == []  # pruning twice changes nothing
+    assert rs.prune("t", tmp_path / "res") == []  # pruning twice changes nothing
     assert (ck.parent / "final_weights.pt").exists()  # a plain state dict is not a training checkpoint: left alone
 
 
@@ -464,8 +466,8 @@ def test_prune_leaves_unfinished_runs_alone(project, tmp_path):
     staging = next((tmp_path / "res" / "t").iterdir())
     ck = staging / "m" / "checkpoints" / "stage1.pt"
     size = ck.stat().st_size
-    assert rp.prune(results_dir=tmp_path / "res") == [] and ck.stat().st_size == size
-    with pytest.raises(BadInputError, match="not a finished result set"): rp.prune_set(staging)
+    assert rs.prune(results_dir=tmp_path / "res") == [] and ck.stat().st_size == size
+    with pytest.raises(BadInputError, match="not a finished result set"): rs.prune_set(staging)
 
 
 # ---------------------------------------------------------------- command line
@@ -473,7 +475,7 @@ def test_prune_leaves_unfinished_runs_alone(project, tmp_path):
 def reid_nb(*args, cwd, **kw):
     script = Path(sys.executable).parent / "reid-nb"
     cmd = [str(script)] if script.exists() else [sys.executable, "-c",
-                                                 "import sys; from reid_nb.reproduce import main; sys.exit(main())"]
+                                                 "import sys; from reid_nb.cli import main; sys.exit(main())"]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=cwd, timeout=120, **kw)
 
 
@@ -498,11 +500,11 @@ def test_cli_params_and_run(project, tmp_path, capsys):
 
 
 def test_cli_argument_conflicts():
-    with pytest.raises(BadInputError, match="given twice"): rp._given([["n", "1"], ["n", "2"]], None)
-    with pytest.raises(BadInputError, match="profile once"): rp._given([["profile", "smoke"]], "default")
-    assert rp._given([["profile", "smoke"], ["n", "1"]], None) == ({"n": "1"}, "smoke")
-    with pytest.raises(BadInputError, match="-o/--output"): rp._given([["output", "x.ipynb"]], None)
-    with pytest.raises(BadInputError, match="-p force: reserved"): rp._given([["force", "1"]], None)
+    with pytest.raises(BadInputError, match="given twice"): pa._given([["n", "1"], ["n", "2"]], None)
+    with pytest.raises(BadInputError, match="profile once"): pa._given([["profile", "smoke"]], "default")
+    assert pa._given([["profile", "smoke"], ["n", "1"]], None) == ({"n": "1"}, "smoke")
+    with pytest.raises(BadInputError, match="-o/--output"): pa._given([["output", "x.ipynb"]], None)
+    with pytest.raises(BadInputError, match="-p force: reserved"): pa._given([["force", "1"]], None)
 
 
 # ---------------------------------------------------------------- reproduce
@@ -518,10 +520,10 @@ TABLE_T = "NAME = 'tab'\n" + TABLE
 def test_experiment_order_and_only(tmp_path):
     for n in ["zeta", "calr", "datasets", "uga", ".hidden", "_draft", "alpha"]:
         make_notebook(tmp_path / f"{n}.ipynb", "profile = 'default'  # p")
-    assert [p.stem for p in rp.experiment_notebooks(tmp_path)] == ["datasets", "uga", "calr", "alpha", "zeta"]
-    assert [p.stem for p in rp.experiment_notebooks(tmp_path, ["zeta", "uga"])] == ["uga", "zeta"]
+    assert [p.stem for p in pa.experiment_notebooks(tmp_path)] == ["datasets", "uga", "calr", "alpha", "zeta"]
+    assert [p.stem for p in pa.experiment_notebooks(tmp_path, ["zeta", "uga"])] == ["uga", "zeta"]
     with pytest.raises(BadInputError, match="--only stgl: no such experiment"):
-        rp.experiment_notebooks(tmp_path, ["stgl"])
+        pa.experiment_notebooks(tmp_path, ["stgl"])
 
 
 def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, monkeypatch, capsys):
@@ -617,7 +619,7 @@ def test_run_check_caps_loops_in_a_scratch_folder_and_prints_the_estimate(projec
     assert "ran 2" in out and "per training iteration: 0.05" in out and "estimated full run on this machine" in out
     scratch = Path(out.split("scratch result set (real results untouched): ")[1].split()[0])
     assert not (tmp_path / "res").exists() and scratch.is_dir() and "reid-nb-check-toy-" in str(scratch)
-    e = rp.check_estimate(scratch.parents[2] / "check.jsonl", 10.0)
+    e = rn.check_estimate(scratch.parents[2] / "check.jsonl", 10.0)
     assert 10.0 + 18 * 0.05 <= e["estimate"] < 10.0 + 18 * 0.05 + 1  # 18 more iterations of 0.05 s
     assert main(["run", "toy", "--check", "--prune"]) == 2
 
@@ -628,7 +630,7 @@ def test_reproduce_check_runs_every_notebook_capped_in_one_scratch_folder(projec
     make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\nseed = 0  # s\nm = 20  # m", CHECKED_LOOP + "\nprint('m is', m)")
     make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s", CHECKED_LOOP)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: print("start built in", os.environ[rp.CHECK_ENV]))
+    monkeypatch.setattr(rp, "_build_start", lambda profile: print("start built in", os.environ[CHECK_ENV]))
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--check", "-p", "m", "7"]) == 0
     out = capsys.readouterr().out
@@ -636,7 +638,7 @@ def test_reproduce_check_runs_every_notebook_capped_in_one_scratch_folder(projec
     scratch = Path(out.split("scratch results (real results untouched): ")[1].split()[0])
     assert "reid-nb-check-reproduce-" in str(scratch) and f"start built in {scratch.parent}" in out
     assert not (tmp_path / "res").exists() and sorted(p.name for p in scratch.iterdir()) == ["claims", "uga"]
-    e = rp.check_estimate(scratch.parent / "check.jsonl", 0.0)
+    e = rn.check_estimate(scratch.parent / "check.jsonl", 0.0)
     assert 3 * 18 * 0.05 <= e["estimate"] < 3 * 18 * 0.05 + 1  # three loops, 18 more iterations of 0.05 s each
     assert "estimated full run on this machine" in out
     assert main(["reproduce", "--profile", "smoke", "--check", "-p", "m", "7", "-p", "uga:m", "9"]) == 0
@@ -679,7 +681,7 @@ def test_datasets_notebook_smoke(tmp_path, monkeypatch):
     nbs = root / "nbs"
     before = snapshot(nbs)
     out = run_notebook(nbs / "experiments" / "datasets.ipynb", profile="smoke")
-    assert out.parent == rp.find_result_set("datasets", tmp_path / "res", profile="smoke", dataset="synth", world="")
+    assert out.parent == rs.find_result_set("datasets", tmp_path / "res", profile="smoke", dataset="synth", world="")
     assert out.parent.name.startswith("synth-smoke-") and out.name == "datasets.ipynb"
     md = (out.parent / "datasets" / "tiny-s0-smoke.md").read_text()
     csv_lines = (out.parent / "datasets" / "tiny-s0-smoke.csv").read_text().splitlines()
@@ -706,18 +708,18 @@ def test_claims_and_compare_read_reproduces_sets_not_the_newest(project, tmp_pat
     """Case 1 of issue 26: an experiment run after `reproduce` (other settings) is never taken for the method's row."""
     uga = make_notebook(project / "nbs" / "experiments" / "uga.ipynb", METHOD, TABLE)
     monkeypatch.chdir(project)
-    made = rp.run_notebook(uga, profile="smoke", seed=0).parent  # what reproduce runs for seed 0 (extras on)
-    second = rp.run_notebook(uga, profile="smoke", seed=1, extras=False).parent  # and for seed 1
-    experiment = rp.run_notebook(uga, profile="smoke", seed=0, settings={"stage2_epochs": 3}).parent  # newer
-    assert rp.find_result_set("uga", seed=0) == experiment  # "the newest set" would have taken it
-    chosen = rp.chosen_sets("uga", [0, 1, 2], profile="smoke", dataset="synth", world="")
+    made = rn.run_notebook(uga, profile="smoke", seed=0).parent  # what reproduce runs for seed 0 (extras on)
+    second = rn.run_notebook(uga, profile="smoke", seed=1, extras=False).parent  # and for seed 1
+    experiment = rn.run_notebook(uga, profile="smoke", seed=0, settings={"stage2_epochs": 3}).parent  # newer
+    assert rs.find_result_set("uga", seed=0) == experiment  # "the newest set" would have taken it
+    chosen = rs.chosen_sets("uga", [0, 1, 2], profile="smoke", dataset="synth", world="")
     assert chosen[0] == (made, None) and chosen[1] == (second, None)
     assert chosen[2] == (None, "n/a: no uga result set for seed 2 (reid-nb run uga --profile smoke -p seed 2 "
                                "-p extras false)")
-    assert rp.chosen_sets("uga", [0], {"uga": {"0": str(experiment)}}, profile="smoke")[0] == (experiment, None)
-    assert rp.chosen_sets("uga", [1], {"uga": {}}, profile="smoke")[1][1].startswith("n/a: the sets parameter names")
+    assert rs.chosen_sets("uga", [0], {"uga": {"0": str(experiment)}}, profile="smoke")[0] == (experiment, None)
+    assert rs.chosen_sets("uga", [1], {"uga": {}}, profile="smoke")[1][1].startswith("n/a: the sets parameter names")
     with pytest.raises(BadInputError, match=r"sets\['uga'\]\['0'\] = .*: not a finished uga result set of seed 0"):
-        rp.chosen_sets("uga", [0], {"uga": {"0": str(second)}}, profile="smoke")
+        rs.chosen_sets("uga", [0], {"uga": {"0": str(second)}}, profile="smoke")
 
 
 def test_a_stopped_reproduce_reuses_finished_sets_and_names_them_for_claims(project, tmp_path, monkeypatch, capsys):
@@ -792,8 +794,8 @@ for e in range(600):
     (ck / f"e{e}").write_text(str(e))
     time.sleep(0.1)'''
 # The driver as `reid-nb reproduce`, without building the world and the start (tested in synth and start).
-DRIVER = ("import sys; from reid_nb import reproduce as rp; rp._open_dataset = lambda *a: None; "
-          "rp._build_start = lambda profile: None; sys.exit(rp.main(sys.argv[1:]))")
+DRIVER = ("import sys; from reid_nb import reproduce as rp; from reid_nb.cli import main; "
+          "rp._open_dataset = lambda *a: None; rp._build_start = lambda profile: None; sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C to the group"])
@@ -823,7 +825,7 @@ def test_an_interrupted_parallel_reproduce_stops_every_worker_and_starts_nothing
     assert len(partial) == 2 and all(s.name.endswith(".partial") for s in partial)  # seed 2 never started
     assert not (res / "logs" / "uga-s2.log").exists() and not (res / "claims").exists()
     for s in partial:  # resumable: the lock is free and the checkpoints are there
-        with open(s / rp.LOCK, "a") as lock: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(s / rs.LOCK, "a") as lock: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert (s / "ck" / "e0").exists()
     time.sleep(1)
     assert sorted((res / "uga").iterdir()) == partial and all(not (s / "manifest.json").exists() for s in partial)

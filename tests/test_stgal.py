@@ -374,7 +374,7 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     import csv
     from pathlib import Path
     from reid_nb.report import VERDICTS
-    from reid_nb.reproduce import run_notebook
+    from reid_nb.runner import run_notebook
     monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path)); monkeypatch.setenv("REID_NB_PROGRESS", "0")
     nb = Path(__file__).resolve().parents[1] / "nbs" / "experiments" / "stgal.ipynb"
     out = run_notebook(nb, profile="smoke").parent / "stgal"  # inside the run's result set

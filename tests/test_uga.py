@@ -241,7 +241,7 @@ def test_stage2_rejects_unknown_options():
 def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     import csv
     from reid_nb.core import project_root
-    from reid_nb.reproduce import run_notebook
+    from reid_nb.runner import run_notebook
     monkeypatch.setenv("REID_NB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("REID_NB_PROGRESS", "0")
     out = run_notebook(project_root() / "nbs" / "experiments" / "uga.ipynb", profile="smoke", output=tmp_path / "run.ipynb")
