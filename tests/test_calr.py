@@ -12,10 +12,13 @@ from reid_nb import calr
 from reid_nb.calr import (CALRConfig, CameraHead, ClusterMemory, camera_entropy_weights, camera_loss, contrastive_epoch,
                           density_scores, density_scores_loop, evaluate_model, grad_reverse, inter_camera_stage,
                           intra_camera_stage, load_local_labels, momentum_update_, new_run, pick_pivots, pick_pivots_loop,
-                          refine_labels, refine_labels_loop, refine_prob, refine_step, save_local_labels)
+                          refine_labels, refine_labels_loop, refine_prob, refine_step, save_local_labels,
+                          ABLATION, CALR_REFERENCE, ablation_plan, accuracy_claims, calr_reference, camera_bias_rows,
+                          figure_claims, local_quality_rows, oracle_local_labels)
 from reid_nb.clustering import dbscan_labels
 from reid_nb.core import BadInputError
 from reid_nb.report import VERDICTS
+from reid_nb.runs import load_handoff
 from reid_nb.features import label_centroids
 from reid_nb.sampling import ImageBank
 from test_clustering import blobs, knn_lists
@@ -356,8 +359,12 @@ def test_experiment_notebook_smoke_run(tmp_path, monkeypatch):
         assert (out.parent / "calr" / f).stat().st_size > 0
     rows = list(csv.DictReader(open(out.parent / "calr" / "local_labels-tiny-s0-smoke-s0.csv")))
     assert len(rows) == 169 and all(r["path"].startswith("bounding_box_train/") for r in rows)
-    with np.load(out.parent / "calr" / "ap-tiny-s0-smoke-s0.npz") as ap:
-        assert set(ap.files) == {r["method"] for r in read("ablation")}
+    h = load_handoff(out.parent, "calr", "tiny-s0-smoke-s0")  # what claims and compare read
+    assert set(h.ap) == {r["method"] for r in read("ablation")}
+    assert list(h.rows) == ["Baseline (Cluster-Contrast)", "CALR"] and h.labels["local"].shape == (169,)
+    base, full, intra = h.rows["Baseline (Cluster-Contrast)"].cost, h.rows["CALR"].cost, h.costs["intra"]
+    assert full.images - base.images == intra.images > 0  # CALR's cost includes its intra-camera stage
+    assert h.settings["config"]["epochs"] == 2 and h.rows["CALR"].metric == "cosine"
 
 
 def test_inter_cluster_dbscan_equals_dbscan_on_the_full_jaccard_distance():
@@ -370,3 +377,55 @@ def test_inter_cluster_dbscan_equals_dbscan_on_the_full_jaccard_distance():
     labels, _, _ = calr.inter_cluster(x, cfg)
     full = dbscan_labels(jaccard_distance(x, k1=20, k2=6), 0.6, cfg.min_samples)
     assert len(set(full)) > 10 and (labels == full).all()
+
+
+# ---------------------------------------------------------------- what the experiment notebook reports
+def test_calr_reference_follows_the_dataset_and_keeps_its_order():
+    for ds, want in (("market1501", ("256x128", 600, 200)), ("dukemtmc", ("256x128", 600, 400)),
+                     ("msmt17", ("256x128", 0, 400)), ("veri", ("224x224", 0, 400)), ("synth", ("256x128", 0, 400))):
+        ref = calr_reference(ds)
+        assert (ref["input"].value, ref["intra_n_clusters"].value, ref["iters"].value) == want, ds
+        assert list(ref) == list(CALR_REFERENCE) and ref["input"].source == CALR_REFERENCE["input"].source
+
+
+def test_ablation_plan_and_oracle_local_labels():
+    assert ablation_plan(True, True) == ABLATION and ablation_plan(True, False) == ABLATION[:-2]
+    assert [n for n, *_ in ablation_plan(False, False)] == ["Baseline (Cluster-Contrast)", "CALR"]
+    g = np.random.default_rng(0)
+    cams, pids = g.integers(0, 3, 50), g.integers(1, 6, 50)
+    lab = oracle_local_labels(cams, pids)
+    same_pair = (cams[:, None] == cams[None]) & (pids[:, None] == pids[None])
+    assert ((lab[:, None] == lab[None]) == same_pair).all()  # one label per (camera, person), and only that
+
+
+def test_camera_bias_rows_by_hand():
+    cams, gt = np.array([0, 0, 0, 1, 1, 1]), np.array([1, 2, 3, 1, 2, 3])
+    by_cam = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.98, 0.2], [0.0, 1.0], [0.14, 0.99], [0.2, 0.98]])
+    by_id = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.99, 0.14], [0.14, 0.99], [-0.99, 0.14]])
+    rows = camera_bias_rows({"cam": by_cam, "id": by_id}, cams, gt, k=1)
+    assert [(r["same-camera neighbours"], r["same-identity neighbours"]) for r in rows] == [(1.0, 0.0), (0.0, 1.0)]
+    assert rows[0]["chance"] == 0.5  # two cameras of equal size
+
+
+def test_local_quality_rows_per_camera_and_shipped():
+    rows = local_quality_rows(np.array([0, 0, 1, 7, 7]), np.array([0, 0, 0, 7, 7]), np.array([0, 0, 0, 1, 1]),
+                              np.array([1, 1, 2, 1, 1]))
+    assert [r["labels"] for r in rows][:2] == ["camera 1 (trained)", "camera 2 (trained)"]
+    assert [r["images"] for r in rows[:4]] == [3, 2, 5, 5]
+    assert rows[2]["pairwise_precision"] == 1.0 and rows[3]["pairwise_precision"] < 1.0  # untrained merges 1 and 2
+    assert rows[-1]["labels"].startswith("Market-1501 shipped")
+
+
+def test_claims_without_the_ablation_rows_say_so():
+    ap = {"Baseline (Cluster-Contrast)": np.array([0.2, 0.4, 0.1]), "CALR": np.array([0.5, 0.6, 0.4])}
+    rows = accuracy_claims(ap, "synth", 0)
+    assert rows[0]["verdict"] in VERDICTS and all(r["verdict"].startswith("n/a") for r in rows[1:])
+    keys = ("global", "global_clean", "refined")
+    hist = [{f"{k}_pairwise_precision": p for k, p in zip(keys, ps)} for ps in ((0.5, 0.6, 0.7), (0.5, 0.6, 0.55))]
+    bias = [{"features": "before training", "same-camera neighbours": 0.4, "chance": 0.5},
+            {"features": "Baseline (Cluster-Contrast)", "same-camera neighbours": 0.3, "chance": 0.5},
+            {"features": "CALR", "same-camera neighbours": 0.2, "chance": 0.5}]
+    fc = figure_claims(hist, {"pairwise_precision": 0.65}, bias)
+    assert [r["verdict"] for r in fc] == ["contradicted", "reproduced", "contradicted", "n/a: ablation=False",
+                                         "reproduced"]
+    assert "higher in 1 of 2 epochs" in fc[0]["ours"]

@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 import reid_nb.uga as uga
 from reid_nb.core import BadInputError
+from reid_nb.runs import load_handoff
 from reid_nb.uga import (CameraHeads, UGAConfig, UGAData, adaptive_lambda, cross_view_graph, cvg_loss,
-                         edge_precision, graph_weights, intra_loss, memory_log_probs, node_gradient,
-                         tracklet_centroids, tracklet_pids, update_nodes)
+                         edge_precision, graph_weights, intra_loss, memory_log_probs, node_gradient, result_rows,
+                         sweep_points, tracklet_centroids, tracklet_pids, tracklet_rule_rows, uga_config,
+                         update_nodes, what_the_numbers_say)
 
 
 def _unit(*angles_deg):
@@ -267,10 +269,15 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     assert sum(r["used"] == "yes" for r in labels) == 1
     assert len(read("graph_sweep")) == 2 * 4 * 6 and len(read("sweep")) == 4  # main, λ 0.7, η 1.0, nodes once
     assert (res / "uga-tiny-s0-smoke-s0.png").stat().st_size > 0
-    assert list((res / "checkpoints").glob("tiny-s0-smoke-s0-*/sstt-stage1.pt"))
-    with np.load(res / "ap-tiny-s0-smoke-s0.npz") as ap:  # per-query AP of every row, for the claims notebook
-        assert {"intra|sstt|camera_bn", "full|sstt|camera_bn", "oracle|sstt|camera_bn"} <= set(ap.files)
-        assert abs(100 * np.nanmean(ap["full|sstt|camera_bn"]) - float(rows[2]["mAP"])) < 1e-6
+    assert list((res / "checkpoints" / "tiny-s0-smoke-s0").glob("sstt-stage1-*.pt"))
+    h = load_handoff(out.parent, "uga", "tiny-s0-smoke-s0")  # what claims and compare read
+    assert {"intra|sstt|camera_bn", "full|sstt|camera_bn", "oracle|sstt|camera_bn"} <= set(h.ap)
+    assert abs(100 * np.nanmean(h.ap["full|sstt|camera_bn"]) - float(rows[2]["mAP"])) < 1e-6
+    assert list(h.rows) == ["full UGA"] and h.rows["full UGA"].metric == "cosine"
+    assert h.settings["tracklets"] == "sstt" and h.settings["config"]["feature"] == "camera_bn"
+    row, cost = h.rows["full UGA"], h.rows["full UGA"].cost
+    assert row.query.shape[1] == row.gallery.shape[1] == row.train.shape[1] and not cost.read_back
+    assert cost.images > 0 and cost.images % UGAConfig().ids_per_cam == 0
 
 
 def test_node_refresh_once_keeps_nodes_between_epochs(monkeypatch):
@@ -292,3 +299,72 @@ def test_node_refresh_once_keeps_nodes_between_epochs(monkeypatch):
     cfg2 = replace(cfg, node_refresh="epoch"); calls.clear()
     for _ in range(2): uga.stage2_epoch(state, data, cfg2, "cpu")
     assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- what the experiment notebook reports
+def test_uga_data_batch_size_counts_cameras_with_labelled_images():
+    from types import SimpleNamespace
+    from reid_nb.sstt import assume_tracklets
+    pid, cam = np.array([1, 1, 2, 2, 3]), np.array([0, 1, 0, 1, 2])
+    lab = assume_tracklets(pid, cam)
+    lab.tracklet[cam == 2] = -1  # camera 2 holds no labelled image
+    data = UGAData.from_records(None, lab, SimpleNamespace(pid=pid, cam=cam))
+    cfg = UGAConfig(ids_per_cam=2, num_instances=3)
+    assert data.batch_size(cfg) == 2 * 2 * 3 and data.n_iters(cfg) == 1  # 4 labelled images: one batch of 12
+    assert (data.node_pid == tracklet_pids(lab.tracklet, pid, lab.n_tracklets)).all()
+
+
+def test_uga_config_takes_the_profile_and_refuses_an_unknown_feature():
+    S = dict(arch="small", height=64, width=32, lr=0.02, pad=3, stage1_epochs=3, stage1_decay_at=2, stage2_epochs=2,
+             stage2_decay_at=1, iters_per_epoch=None)
+    cfg = uga_config(S, k=5, lam=None, feature="camera_bn")
+    assert (cfg.head_lr, cfg.lr, cfg.k, cfg.lam, cfg.stage2_epochs) == (0.2, 0.02, 5, None, 2)
+    with pytest.raises(BadInputError, match="feature"):
+        uga_config(S, feature="colour")
+
+
+def test_sweep_points_skip_the_main_values_and_shorten_stage2():
+    cfg = UGAConfig(k=3, lam=0.5, eta=0.5, node_refresh="once", stage2_epochs=30)
+    pts = sweep_points(cfg, 4, ks=(1, 3, 5), lams=(0.5, None), etas=(0.1, 0.5))
+    assert [n for n, _ in pts] == ["main", "K1", "K5", "lamNone", "eta0.1", "refresh-epoch"]
+    assert all(c.stage2_epochs == c.stage2_decay_at == 4 for _, c in pts)
+    assert [c.k for n, c in pts if n.startswith("K")] == [1, 5] and pts[3][1].lam is None
+
+
+def test_tracklet_rule_rows_without_tracker_ids_measure_the_assumption():
+    from types import SimpleNamespace
+    recs = SimpleNamespace(pid=np.array([1, 1, 1, 2]), cam=np.array([0, 0, 1, 1]), vcam=np.array([0, 0, 1, 1]),
+                           tracklet=np.full(4, -1), t_sec=np.full(4, np.nan))
+    rows = tracklet_rule_rows(recs, "assume", 5.0, 2)
+    assert len(rows) == 1 and rows[0]["rule"] == "assume" and rows[0]["used"] == "yes"
+    assert rows[0]["collision_rate"] == 0.0 and rows[0]["coverage"] == 100.0  # one label per person and camera
+
+
+def test_result_rows_mark_the_main_setting_but_not_the_oracle():
+    m = dict(R1=50.0, R5=60.0, R10=70.0, mAP=30.0, mINP=5.0)
+    runs = {("sstt", "camera_bn"): m, ("sstt", "pooled"): m}
+    rows = result_rows(runs, runs, m, ("sstt", "camera_bn"), "synth")
+    assert [(r["feature"], r["main"]) for r in rows] == [("camera_bn", "yes")] * 2 + [("pooled", "")] * 2 + \
+        [("camera_bn", "")]
+    assert rows[1]["paper mAP"] == 70.3 and rows[1]["mAP - paper"] == 30.0 - 70.3  # Market's, for reference
+    assert rows[0]["paper R1"].startswith("n/a")
+
+
+def test_what_the_numbers_say_names_only_the_runs_made():
+    m = lambda r1, mAP: dict(R1=r1, mAP=mAP)
+    hist = [{"precision": 0.5, "recall": 0.25, "edges": 4}, {"precision": 0.75, "recall": 0.5, "edges": 6}]
+    label_rows = [{"used": "yes", "collision_rate": 2.0, "coverage": 90.0}]
+    inter = {"verdict": "reproduced", "ours: mAP A - B [95 % interval]": "+4.0 [1.0, 7.0]"}
+    run = dict(where="w", seconds=3, mode="sstt", feature="pooled", n_tracklets=9, sweep_epochs=1, synth=True)
+    key = ("sstt", "pooled")
+    say = what_the_numbers_say(run, UGAConfig(), {key: m(10, 20)}, {key: m(12, 24)}, {key: hist}, label_rows, [], inter)
+    assert "R1 10.0 → 12.0 (+2.0), mAP 20.0 → 24.0 (+4.0)" in say and "**reproduced**" in say
+    assert "edge precision 50.0 % (recall 25.0 %) at the first" in say and "75.0 % (recall 50.0 %, 6 edges)" in say
+    assert "other feature" not in say and "assumption instead" not in say and "Sweep" not in say
+    assert "synthetic-world numbers" in say
+    both = {key: m(12, 24), ("sstt", "camera_bn"): m(1, 2), ("assume", "pooled"): m(3, 4)}
+    say = what_the_numbers_say({**run, "synth": False}, UGAConfig(), both, both, {key: hist}, label_rows,
+                               [{"K": 1, "lambda": 0.7, "node_refresh": "epoch", "mAP": 9.0, "precision": 1.0,
+                                 "recall": 2.0}], inter)
+    assert "other feature (`camera_bn`)" in say and "assumption instead" in say and "K = 1, λ = 0.7" in say
+    assert "synthetic-world" not in say
