@@ -572,7 +572,7 @@ def test_capped_components_respect_the_cap_and_the_pair_order():
 from reid_nb.report import settings_table
 from reid_nb.stgal import (STGAL_CAPTIONS, STGAL_CLAIMS, STGAL_TABLES, STGALData, alpha_text, global_seconds,
                            histogram_js, js_divergence, oracle_labels, oracle_ladder, our_settings, profile_config,
-                           pt_variants, run_config, table_scores, travel_text, travel_vs_truth)
+                           pt_variants, run_config, stgal_reference, table_scores, travel_text, travel_vs_truth)
 
 
 def test_js_divergence_on_known_distributions():
@@ -645,7 +645,6 @@ def test_oracle_labels_merge_each_person_across_cameras():
 def test_settings_reference_covers_our_settings():
     cfg = profile_config(dict(arch="small", height=64, width=32, batch=32, lr_stage1=0.01, lr_stage2=0.005,
                               iters_stage1=300, iters_stage2=300, chunks=3), 25.0, "market1501")
-    from reid_nb.stgal import stgal_reference
     ref = stgal_reference("market1501", 25.0)
     rows = settings_table(our_settings(cfg, "the shared start", 100, 10.0), ref, "default")
     assert all(not r["ours"].startswith("n/a") for r in rows)  # every reference setting is one of ours
@@ -657,7 +656,6 @@ def test_settings_reference_covers_our_settings():
 
 def test_run_config_names_its_parent_and_changes_the_checkpoint():
     from reid_nb.core import config_hash
-    from reid_nb.stgal import stgal_config
     cfg = stgal_config(25.0, iters_stage1=7, lr_stage2=0.5)
     one, two = run_config("stage1", 1, cfg, seed=0), run_config("stage2", 2, cfg, parent={"x": 1}, seed=0)
     assert (one["n_iters"], two["lr"], two["parent"]) == (7, 0.5, {"x": 1})
