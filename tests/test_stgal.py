@@ -395,8 +395,13 @@ def test_experiment_notebook_smoke(tmp_path, monkeypatch):
     assert col("ibbs", "labels")[:2] == ["IBBS", "BBP"] and len(col("ibbs", "labels")) == 9  # + the capped row
     assert col("ibbs", "features")[-1] == "ceiling" and "[PROPOSED]" in col("ibbs", "labels")[2]
     assert (out / "pt-pair-tiny-s0-smoke-s0.png").stat().st_size > 0
-    with np.load(out / "ap-tiny-s0-smoke-s0.npz") as ap:
-        assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v"} <= set(ap.files)
+    from reid_nb.runs import load_handoff
+    h = load_handoff(out.parent, "stgal", "tiny-s0-smoke-s0")  # the contract claims and compare read
+    assert {"Baseline B|P_v", "+STGAL (B)|P_a", "BBP|P_v", "+STGAL (A)|P_v", "Baseline A|P_v"} <= set(h.ap)
+    assert set(h.rows) == {"+STGAL (B)", "Baseline B"} and {r.metric for r in h.rows.values()} == {"euclidean"}
+    assert h.rows["+STGAL (B)"].cost.images > h.rows["Baseline B"].cost.images == h.costs["stage1"].images > 0
+    assert set(h.labels) == {"track", "ibbs_comp"} and h.settings["config"]["arch"] == "small"
+    assert not list(out.glob("features-*")) + list(out.glob("compose-*")) + list(out.glob("ap-*"))
     assert all(0 <= float(x) <= 100 for x in col("table2", "R1"))
 
 
@@ -560,3 +565,107 @@ def test_capped_components_respect_the_cap_and_the_pair_order():
         want = np.empty(30, int)
         for i, g in enumerate(groups): want[list(g)] = i
         assert same(comp, want).all()
+
+
+# ---------------------------------------------------------------- the experiment notebook's pieces
+
+from reid_nb.report import settings_table
+from reid_nb.stgal import (STGAL_CAPTIONS, STGAL_CLAIMS, STGAL_TABLES, STGALData, alpha_text, global_seconds,
+                           histogram_js, js_divergence, oracle_labels, oracle_ladder, our_settings, profile_config,
+                           pt_variants, run_config, stgal_reference, table_scores, travel_text, travel_vs_truth)
+
+
+def test_js_divergence_on_known_distributions():
+    p = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.25, 0.25, 0.5]])
+    q = np.array([[0.0, 1, 0], [0.5, 0.5, 0], [0.5, 0.5, 0]])
+    js = js_divergence(p, q)
+    # disjoint: 1; identical: 0; (¼, ¼, ½) vs (½, ½, 0): m = (⅜, ⅜, ¼), by hand
+    kl = lambda a, m: sum(x * np.log2(x / y) for x, y in zip(a, m) if x > 0)
+    m = (p[2] + q[2]) / 2
+    assert np.allclose(js, [1.0, 0.0, (kl(p[2], m) + kl(q[2], m)) / 2])
+    assert np.allclose(js_divergence(q, p), js)  # symmetric
+    assert 0 <= js.min() and js.max() <= 1
+
+
+def test_histogram_js_ignores_scale_and_flags_empty_histograms():
+    rng = np.random.default_rng(0)
+    h, t = rng.integers(0, 9, 12).astype(float), rng.random(12)
+    assert np.isclose(histogram_js(h, t), histogram_js(3 * h, t / 7))
+    assert np.isclose(histogram_js(h, h), 0.0)
+    assert np.isnan(histogram_js(np.zeros(4), np.ones(4))) and np.isnan(histogram_js(np.ones(4), np.zeros(4)))
+
+
+def test_global_seconds_and_travel_vs_truth_by_hand():
+    world = {"seq_len": [100, 200], "clock_offset_frames": [10, 0], "fps": 10}
+    r = SimpleNamespace(cam=np.array([0, 1, 1]), seq=np.array([2, 1, 2]), frame=np.array([11, 1, 1]))
+    assert global_seconds(r, world).tolist() == [10.0, 0.0, 20.0]  # (100 + 10 - 10) / 10, 0, 200 / 10
+    t = np.array([0.0, 12, 50, 75, 90, 10])
+    cam = np.array([0, 1, 0, 1, 0, 1])
+    learnt = np.array([[1, 0], [3, 2], [5, 4]])  # 12 s and 25 s from camera 1 to 2; 5 -> 4 is 80 s backwards
+    oracle = np.array([[1, 0], [3, 2], [0, 1]])  # the last one runs from camera 2 to camera 1
+    edges = np.arange(0, 31, 10.0)
+    rows, curves = travel_vs_truth(learnt, oracle, t, cam, {(0, 1): np.array([0, 1.0, 1.0])}, edges)
+    h, o, tr = curves["1->2"]
+    assert h.tolist() == [0, 1, 1] and o.tolist() == [0, 1, 1] and rows[0]["matched pairs"] == 2
+    assert rows[0]["JS(learnt, truth)"] == 0 and rows[0]["learnt mode s"] == 15.0 == rows[0]["true mode s"]
+
+
+def test_table_rows_and_claims_name_every_model():
+    models = {m for rows in STGAL_TABLES.values() for m, _ in rows.values()}
+    assert models == {"Baseline A", "+STGAL (A)", "Baseline B", "+STGAL (B)", "BBP"}
+    scores = {m: {"Pv": (float(k), float(k + 1)), "Pa": (k + 0.5, k + 1.5)} for k, m in enumerate(sorted(models))}
+    ours = table_scores(scores)
+    assert ours["table3"]["IBBS (ours)"] == {"R1": scores["+STGAL (B)"]["Pv"][0], "mAP": scores["+STGAL (B)"]["Pv"][1]}
+    assert ours["table1"]["Ours (P_a)"]["mAP"] == scores["+STGAL (B)"]["Pa"][1]
+    for _, (a, ka), (b, kb), (ra, rb) in STGAL_CLAIMS:
+        assert {a, b} <= models and {ka, kb} <= {"ap_v", "ap_a"}
+        assert any(ra in rows for rows in STGAL_TABLES.values()) and any(rb in rows for rows in STGAL_TABLES.values())
+
+
+def test_oracle_ladder_rungs_and_ceiling():
+    scores = {m: {"Pv": (1.0, 2.0), "Pa": (3.0, 4.0)} for m in ("Baseline B", "+STGAL (B)")}
+    ladder = oracle_ladder(scores, (5.0, 6.0), {"ceiling": {"R1": 9.0, "mAP": 8.0}})
+    assert [r["mAP"] for r in ladder] == [2.0, 2.0, 4.0, 6.0, 8.0]
+    scores["oracle positives"] = {"Pv": (7.0, 7.5), "Pa": (7.0, 7.7)}
+    ladder = oracle_ladder(scores, (5.0, 6.0), None)
+    assert [r["mAP"] for r in ladder][4:] == [7.5, 7.7, "n/a: bounds=False"]
+
+
+def test_oracle_labels_merge_each_person_across_cameras():
+    # tracks 0-4 in cameras 0, 1, 0, 1, 1; persons 7, 7, 8, 8, 7
+    data = STGALData(None, np.arange(5), np.array([0, 1, 0, 1, 1]), np.zeros(5), np.arange(5), [], 5)
+    mined = MinedLabels(np.zeros((0, 2), int), np.arange(5), [], np.array([[0, 2]]), [np.array([0, 2])])
+    lab = oracle_labels(mined, np.array([7, 7, 8, 8, 7]), data)
+    assert lab.pairs.tolist() == [[0, 1], [0, 4], [2, 3]]  # 1-4 share camera 1: not a cross-camera pair
+    assert len(np.unique(lab.comp)) == 2 and lab.comp[0] == lab.comp[1] == lab.comp[4]
+    assert sorted(lab.images[lab.comp[0]].tolist()) == [0, 1, 4]
+    assert lab.negatives is mined.negatives and lab.groups is mined.groups
+
+
+def test_settings_reference_covers_our_settings():
+    cfg = profile_config(dict(arch="small", height=64, width=32, batch=32, lr_stage1=0.01, lr_stage2=0.005,
+                              iters_stage1=300, iters_stage2=300, chunks=3), 25.0, "market1501")
+    ref = stgal_reference("market1501", 25.0)
+    rows = settings_table(our_settings(cfg, "the shared start", 100, 10.0), ref, "default")
+    assert all(not r["ours"].startswith("n/a") for r in rows)  # every reference setting is one of ours
+    assert {r["setting"] for r in rows if r["same"] == "yes"} >= {"eps", "sigma_mode", "ibbs_k", "delta_max"}
+    assert stgal_reference("dukemtmc", 59.94)["eps"].value == 600
+    assert pt_variants("dukemtmc")["code"]["abs_delta"] and not pt_variants("market1501")["code"]["abs_delta"]
+    with pytest.raises(BadInputError, match="pt_variant"): profile_config({}, 25.0, "market1501", "eq4")
+
+
+def test_run_config_names_its_parent_and_changes_the_checkpoint():
+    from reid_nb.core import config_hash
+    cfg = stgal_config(25.0, iters_stage1=7, lr_stage2=0.5)
+    one, two = run_config("stage1", 1, cfg, seed=0), run_config("stage2", 2, cfg, parent={"x": 1}, seed=0)
+    assert (one["n_iters"], two["lr"], two["parent"]) == (7, 0.5, {"x": 1})
+    assert config_hash(one) != config_hash(run_config("stage1", 1, cfg, seed=1))
+
+
+def test_discussion_pieces():
+    assert travel_text([]) == ""
+    assert "α = 0.01: a median" in alpha_text(0.01, 300.0, {})
+    row = {"P_a - P_v R1": 2.0, "P_a - P_v mAP": -1.5}
+    assert "almost flat" in alpha_text(0.5, 10.0, row) and "still separates" in alpha_text(0.5, 1000.0, row)
+    fields = dict(dataset="synth", profile="smoke", seed=0, n_tracks=5, batch=32)
+    assert all("{" not in c.format(**fields) for c in STGAL_CAPTIONS.values())
