@@ -139,9 +139,25 @@ def test_tiny_site_honours_directives_and_front_matter(tmp_path, with_results):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
+    """The real site. Building it runs every chapter's exported cells in this process (nbdev does, for `show_doc`), so
+    13_world's `register_dataset("synth", ...)` would leave the notebook's copy of the opener in `reid_nb.data`'s
+    registry, and the tests that follow would build worlds with functions a worker process cannot unpickle: the
+    registry is put back as it was."""
+    from reid_nb import data
+    data.dataset_names()  # the package's modules register theirs first
+    openers = dict(data.DATASET_OPENERS)
     out = tmp_path_factory.mktemp("docs") / "_docs"
-    render_html.build(out)
+    try:
+        render_html.build(out)
+    finally:
+        data.DATASET_OPENERS.clear()
+        data.DATASET_OPENERS.update(openers)
     return out
+
+
+def test_building_the_site_leaves_the_dataset_registry_as_it_was(site):
+    from reid_nb import data, world
+    assert data.DATASET_OPENERS["synth"] is world._open_synth
 
 
 @pytest.mark.slow
