@@ -558,5 +558,6 @@ def map_row(world: str,
     if isinstance(c, str): return {"world": world, "floor mAP": c}
     main = {r: main_row(c, r) for r in ("floor", *MAP_METHODS, "ceiling")}
     out = {"world": world, "floor mAP": main["floor"]["mAP"]}
-    for r in MAP_METHODS: out |= {f"{r} mAP": main[r]["mAP"], f"{r} gap closed %": main[r].get("gap closed %", "n/a: no mAP")}
+    for r in MAP_METHODS:
+        out |= {f"{r} mAP": main[r]["mAP"], f"{r} gap closed %": main[r].get("gap closed %", "n/a: no mAP")}
     return out | {"ceiling mAP": main["ceiling"]["mAP"], "result sets": "; ".join(c.sources[r] for r in MAP_METHODS)}
