@@ -42,7 +42,7 @@ def two_worlds(tmp_path_factory):
         res = root / "results"
         made = rs.find_result_set("claims", res, worlds=worlds)
         named = {"tiny": rs._read_manifest(made)["parameters"]["sets"]["tiny"]}  # the second world's: none
-        missing = run_notebook(CLAIMS, profile="smoke", worlds=worlds, sets=named).parent
+        missing = run_notebook(CLAIMS, profile="smoke", world="tiny", worlds=worlds, sets=named).parent
         yield {"rc": rc, "res": res, "worlds": worlds, "map": made, "missing": missing}
 
 
