@@ -336,6 +336,7 @@ def reproduce_worlds(worlds: list[str],  # presets or world folders, in run orde
                     ) -> dict[str, str]:
     """`reproduce` on each world in turn (a failing world is reported, the others go on), then the claims map."""
     _check_worlds(worlds, dataset, world, check)
+    if jobs is not None and jobs < 1: raise BadInputError(f"--jobs {jobs}: expected an integer >= 1")
     seeds, params = _seeds(profile, seeds), params or {}
     for w in worlds: _checked_runs({"profile": profile, "dataset": dataset, "world": w}, only, seeds, params)
     failures = {}
