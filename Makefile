@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce publish test export bench gpu-check lock clean-results docs docs-quarto docs-shots lessons lab prune
+.PHONY: venv reproduce claims-map publish test export bench gpu-check lock clean-results docs docs-quarto docs-shots lessons lab prune
 
 venv: .venv/.installed
 
@@ -20,6 +20,11 @@ export: venv
 # Regenerate the synthetic world and every result table into results/ (PROFILE=smoke for a quick pass).
 reproduce: venv
 	.venv/bin/reid-nb reproduce --profile $(PROFILE)
+
+# The claims map: the whole reproduce on each of three worlds (the presets as they are), then every claim on every world
+# (results/claims/map-$(PROFILE)) and each world's floor / UGA / STGAL / CALR / ceiling mAP (map_rows-$(PROFILE)).
+claims-map: venv
+	.venv/bin/reid-nb reproduce --profile $(PROFILE) --worlds default duke-like market-mini
 
 # Copy the pages of the finished reproduce (PROFILE) into docs/results/, stamped with the commit and every set's key.
 publish: venv

@@ -57,6 +57,8 @@ def _reproduce_options(sub):
     rep.add_argument("--seeds", "--seed", type=int, nargs="+", metavar="SEED",
                      help="training seeds, each run separately (default: smoke 0; default 0 1 2; paper 0)")
     rep.add_argument("--world", default="", help="synth only: a preset name or a world folder (default: the profile's)")
+    rep.add_argument("--worlds", nargs="+", metavar="WORLD", help="synth only: the whole reproduce on each of these "
+                     "worlds (presets or world folders) in turn, then the claims map over them (not with --world)")
     rep.add_argument("--prune", action="store_true", help="prune each set's checkpoints once it is published")
     rep.add_argument("--fresh", action="store_true", help="retrain instead of reading finished sets' checkpoints back")
     rep.add_argument("--jobs", type=int, metavar="N", help="per-seed runs at once, each with cores/N threads "
@@ -108,7 +110,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "publish": return _publish_command(args)
     failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world,
-                         args.jobs, _given(args.param, None)[0], args.check)
+                         args.jobs, _given(args.param, None)[0], args.check, args.worlds)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
     print(f"\n{len(failures)} experiment notebook(s) failed" if failures else "\nall experiment notebooks ran")
     return 1 if failures else 0
