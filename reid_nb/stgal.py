@@ -39,6 +39,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .core import BadInputError, check_batch
+from .data import synth_concat_frames
 from .distributed import run_stage, shard
 from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
@@ -1188,8 +1189,8 @@ def global_seconds(r,  # Records (cam, seq, frame) of the synthetic world
                    world: dict,  # the world's `world.json` (seq_len, clock_offset_frames, fps)
                   ) -> np.ndarray:
     """Global time (s) of every image on the synthetic world's clock."""
-    L, off = np.array(world["seq_len"]), np.array(world["clock_offset_frames"])
-    return ((r.seq - 1) * L[r.cam] + r.frame - 1 - off[r.cam]) / world["fps"]
+    local = synth_concat_frames(r.cam, r.seq, r.frame, world["seq_len"]) - 1  # frames since the camera's clock began
+    return (local - np.take(world["clock_offset_frames"], r.cam)) / world["fps"]
 
 def _pair_histogram(pairs: np.ndarray, t_sec: np.ndarray, cam: np.ndarray, i: int, j: int,
                     edges: np.ndarray) -> np.ndarray:
