@@ -27,9 +27,9 @@ from .calr import CALRConfig, inter_camera_stage
 from .core import cache_root
 from .distributed import run_stage
 from .evaluation import evaluate, evaluate_features, ranked_list
-from .features import extract_features, k_reciprocal_rerank
+from .features import k_reciprocal_rerank
 from .report import claims_rows, figure5_claim, gap_closed, mean_sd, metrics_pct, paper_claims
-from .runs import Cost, Handoff, Row, checkpoint, load_handoff, staged
+from .runs import Cost, Handoff, Row, checkpoint, load_handoff, model_row, staged
 from .sampling import ImageBank
 from .sstt import assume_tracklets
 from .stgal import (STGALConfig, fit_travel_time, fused_rank_dist, fusion_pt, fusion_rows, oracle_travel_time,
@@ -68,9 +68,7 @@ def pooled_row(backbone: torch.nn.Module,  # maps images to pooled features
                cost: Cost = Cost(),  # what training it cost on the target
               ) -> Row:
     """A row scored as the floor and the ceiling are: pooled features, cosine."""
-    bb = backbone.to(device).eval()
-    f = {s: extract_features(bb, banks[s], device).float().cpu() for s in SPLITS}
-    return Row(f["query"], f["gallery"], f["train"], "cosine", cost)
+    return model_row(backbone.to(device), banks, "cosine", cost, device)
 
 
 def ceiling_entry(cached: tuple,  # (floor/ceiling scores or None, kept weights or None): `start.cached_bounds`
@@ -317,10 +315,9 @@ def calr_on_ibbs(calr: Handoff | str, stgal: Handoff | str,  # the two parents' 
     stage2 = lambda p: run_stage(inter_camera_stage, bank, ds.train.cam, cfg, track, device, seed, p, None, ds.n_cams,
                                  glob, gpus=gpus)
     (model, _), cost = staged(ck, stage2, cfg.batch, lambda out: out[1])
-    f = [extract_features(model, banks[s], device, cfg.extract_batch).float().cpu() for s in SPLITS]
     note = (f"{len(np.unique(glob))} global clusters; the largest holds {np.bincount(glob).max() / len(glob):.0%} of "
             "the training images")
-    return Row(*f, "cosine", stgal.costs["stage1"] + cost), note
+    return model_row(model, banks, "cosine", stgal.costs["stage1"] + cost, device, cfg.extract_batch), note
 
 # %% ../nbs/73_compare.ipynb #86655983
 def calr_tracklet_key(local: np.ndarray,  # (N,) CALR's intra-camera cluster of each image, -1 for an outlier

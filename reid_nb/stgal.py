@@ -20,7 +20,7 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'FUSION_RULES', 'STREID_SMOOTH_S', 'STREID
            'Trained', 'run_config', 'train_run', 'note_matched_precision', 'oracle_labels', 'ibbs_rows', 'r1_map',
            'table_scores', 'oracle_ladder', 'sensitivity_rows', 'global_seconds', 'travel_vs_truth',
            'plot_travel_vs_truth', 'diagnostics_text', 'claims_text', 'alpha_text', 'travel_text', 'run_note',
-           'plot_learnt_pt', 'handoff_row']
+           'plot_learnt_pt']
 
 # %% ../nbs/61_stgal.ipynb #99f64c9c
 import functools
@@ -44,7 +44,7 @@ from .distributed import run_stage, shard
 from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
 from .report import Reference
-from .runs import Cost, Row, checkpoint, staged
+from .runs import Cost, checkpoint, staged
 from .sampling import Augment
 from .sstt import assume_tracklets, cooccurrence_groups
 from .train import run_epochs, sgd_steps
@@ -1369,14 +1369,3 @@ def plot_learnt_pt(tt: TravelTime,  # a learnt model
     fig = plot_travel_pdf(tts, query, gallery, fps)
     fig.suptitle(title, fontsize=9)
     return fig
-
-# %% ../nbs/61_stgal.ipynb #845be1cf
-def handoff_row(model: torch.nn.Module,  # a trained backbone
-                banks: dict,  # 'query', 'gallery', 'train' ImageBanks
-                cost: Cost,  # what training it cost
-                device: str | torch.device = "cpu", batch_size: int = 256,
-               ) -> Row:
-    """A hand-off row: the model's raw features as P_v ranks them (squared Euclidean)."""
-    f = [extract_features(model, banks[s], device, batch_size=batch_size).float().cpu()
-         for s in ("query", "gallery", "train")]
-    return Row(*f, "euclidean", cost)
