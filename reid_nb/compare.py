@@ -126,10 +126,11 @@ def score_rows(c: Comparison, query, gallery, device="cpu") -> Comparison:
 
 
 def row_sources(sets: dict,  # method -> seed -> (result set or None, why)
-                start,  # the starting point: 'imagenet' or a weight file
+                starts: dict,  # seed -> its starting point: 'imagenet' or a weight file
                ) -> dict:
     """Row -> where it comes from: each method's result set per seed (folder names end with the configuration hash)."""
-    out = {"floor": f"floor: the starting point {Path(str(start)).name}"}
+    out = {"floor": "floor: the starting point of each seed, " + ", ".join(f"s{s} {Path(str(p)).name}"
+                                                                          for s, p in starts.items())}
     for name, m, _ in MAIN: out[name] = f"{name}: " + ", ".join(f"s{s} {f.name}" for s, (f, _) in sets[m].items() if f)
     return out | {"ceiling": "ceiling: the ceiling cached beside the starting point (reid_nb.start)"}
 
@@ -510,11 +511,13 @@ def world_claims(ap: dict,  # method -> row -> per-query AP over seeds (`methods
 def map_cell(row: dict | None,  # the claim's row on one world (from `world_claims`); None: not measured there
              missing: dict,  # seed -> why, for the claim's method on that world
             ) -> str:
-    """A claims-map cell: 'effect [low, high] verdict (n seeds)', or 'n/a: why' naming the missing runs' commands."""
+    """A claims-map cell: 'effect [low, high] verdict (n seeds)', with ', signs differ' when the seeds' effects fall on
+    both sides of zero, or 'n/a: why' naming the missing runs' commands."""
     if row is None or row["verdict"].startswith("n/a"):
         return "; ".join(dict.fromkeys(missing.values())) or (row or {}).get("verdict", "n/a: not measured there")
     effect = next(v for k, v in row.items() if k.startswith("ours:"))
-    return f"{effect} {row['verdict']} ({row['seeds']} seed{'' if row['seeds'] == 1 else 's'})"
+    differs = ", signs differ" if str(row.get("sign on each seed", "")).startswith("differs") else ""
+    return f"{effect} {row['verdict']} ({row['seeds']} seed{'' if row['seeds'] == 1 else 's'}{differs})"
 
 
 def claims_map(worlds: dict,  # world -> (its `world_claims` rows, method -> seed -> why), or 'n/a: why' for the world

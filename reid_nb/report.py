@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['METRICS', 'DATASET_NAMES', 'TAGS', 'PUBLISHED', 'VERDICTS', 'CPU_BUDGET', 'STAND_IN', 'metrics_pct', 'Published',
            'reference_dataset', 'published', 'published_index', 'paper_row', 'gain', 'published_gain',
-           'paper_gain_text', 'Claim', 'claim', 'claim_row', 'mean_sd', 'gap_closed', 'paper_claims', 'claims_rows',
-           'figure5_claim', 'RunSetup', 'run_setup', 'comparability', 'caption', 'provenance', 'show_table',
-           'save_figure', 'Reference', 'start_setting', 'settings_table']
+           'paper_gain_text', 'Claim', 'claim', 'claim_row', 'seed_signs', 'mean_sd', 'gap_closed', 'paper_claims',
+           'claims_rows', 'figure5_claim', 'RunSetup', 'run_setup', 'comparability', 'caption', 'provenance',
+           'show_table', 'save_figure', 'Reference', 'start_setting', 'settings_table']
 
 # %% ../nbs/70_report.ipynb #5ce93d67
 import io
@@ -224,6 +224,7 @@ class Claim:
     n_seeds: int  # seeds compared
     n_queries: int  # queries per seed (the smallest count when seeds differ)
     verdict: str  # 'reproduced', 'contradicted' or 'inconclusive'
+    per_seed: tuple = ()  # each seed's mean over queries of A - B, in points: is the sign the same on every seed?
 
 def _per_seed(x, name: str) -> list:
     """A (n_seeds, n_queries) array or a list of per-seed 1-D arrays, as float rows in [0, 1] (NaN: skipped)."""
@@ -284,8 +285,9 @@ def claim(a,  # per-query AP or rank-1 hits of method A: (n_seeds, n_queries), o
     sign = 1 if claimed == "greater" else -1
     verdict = ("reproduced" if sign * low > 0 and sign * high > 0 else
                "contradicted" if sign * low < 0 and sign * high < 0 else "inconclusive")
-    mean = 100 * float(np.mean([d.mean() for d in diffs]))
-    return Claim(mean, float(low), float(high), len(diffs), min(len(d) for d in diffs), verdict)
+    per_seed = tuple(100 * float(d.mean()) for d in diffs)
+    return Claim(float(np.mean(per_seed)), float(low), float(high), len(diffs), min(len(d) for d in diffs), verdict,
+                 per_seed)
 
 # %% ../nbs/70_report.ipynb #485cf7fe
 def claim_row(text: str,  # the claim in words, e.g. 'STGAL above Baseline B (Table 2)'
@@ -294,13 +296,21 @@ def claim_row(text: str,  # the claim in words, e.g. 'STGAL above Baseline B (Ta
               metric: str = "mAP",  # the metric `result` compares (AP: mAP; rank-1 hits: R1)
               reason: str = "",  # why there is no result, e.g. 'ablation=False'
              ) -> dict:
-    """One row of a claims table; a claim not measured says why in the result and verdict cells."""
+    """One row of a claims table; a claim not measured says why in the result and verdict cells; 'sign on each seed'
+    gives each seed's A - B: 'same' when every seed falls on one side of zero, 'differs' when seeds disagree."""
     if metric not in METRICS: raise BadInputError(f"metric={metric!r}: expected one of {METRICS}")
     if result is None and not reason: raise BadInputError("claim_row: result is None; give reason")
     ours = (_na(reason) if result is None else f"{result.mean_diff:+.1f} [{result.low:+.1f}, {result.high:+.1f}]")
     return {"claim": text, f"ours: {metric} A - B [95 % interval]": ours,
             "seeds": 0 if result is None else result.n_seeds, "queries": 0 if result is None else result.n_queries,
+            "sign on each seed": _na(reason) if result is None else seed_signs(result),
             "paper": paper or "n/a: gain not retrieved", "verdict": _na(reason) if result is None else result.verdict}
+
+def seed_signs(result: Claim) -> str:
+    """'same: +1.2, +0.8' when every seed's A - B has one sign, 'differs: +1.2, -0.3' when not, '1 seed' alone."""
+    if len(result.per_seed) < 2: return f"{len(result.per_seed)} seed"
+    signs = {d > 0 for d in result.per_seed}
+    return ("same: " if len(signs) == 1 else "differs: ") + ", ".join(f"{d:+.1f}" for d in result.per_seed)
 
 # %% ../nbs/70_report.ipynb #0270a5b3
 def mean_sd(values,  # one value per seed
@@ -499,7 +509,7 @@ def start_setting(start,  # what the run starts from: 'imagenet' or a weight fil
                   verify_weights: bool,  # whether a ResNet-50 file was checked against torchvision's hash
                  ) -> str:
     """The starting point as a settings table shows it."""
-    if profile != "paper": return "the shared source-world start (reid_nb.start)"
+    if profile != "paper": return "the source-world start of its seed (reid_nb.start)"
     if verify_weights: return "ImageNet"  # the cache's file or the given one matched torchvision's published hash
     return f"{'the torchvision cache' if start == 'imagenet' else Path(start).name}, unverified"
 

@@ -77,13 +77,15 @@ def _phases(runs: list[tuple[Path, dict]]  # (notebook, parameters) in run order
 def _run_name(path: Path, values: dict) -> str:
     return path.stem + (f" (seed {values['seed']})" if "seed" in values else "")
 
-def _build_start(profile: str):
-    """Train (or find) the profile's shared starting point before any run needs it, with every core."""
+def _build_start(profile: str, seeds=(0,)):
+    """Train (or find) the starting point of every training seed before any run needs it, one at a time with every
+    core (the runs of a phase would otherwise train them side by side)."""
     if profile == "paper": return
     from reid_nb.core import pick_device  # imported here: torch loads only when a run is about to start
     from reid_nb.start import starting_point
     with contextlib.chdir(experiments_folder()):  # the data root the notebooks will see
-        print(f"starting point: {starting_point(profile, pick_device('auto'))}", flush=True)
+        for s in seeds: print(f"starting point of seed {s}: {starting_point(profile, pick_device('auto'), seed=s)}",
+                              flush=True)
 
 # %% ../nbs/80_reproduce.ipynb #fb275faf
 def _runs_on(notebooks: list[Path], dataset: str) -> list[Path]:
@@ -177,7 +179,7 @@ def _reproduce_runs(runs: list, profile: str, dataset: str, world: str, jobs: in
     """Open the dataset, build the start, run the phases; name -> error of the failed runs."""
     ds = _open_dataset(dataset, profile, world)
     print(f"dataset {getattr(ds, 'name', dataset)} at {getattr(ds, 'root', '?')}", flush=True)
-    _build_start(profile)
+    _build_start(profile, sorted({v["seed"] for _, v in runs if "seed" in v}) or [0])
     failures, done = {}, 0
     for phase in _phases(runs):
         phase = [(path, _with_sets(path, v, runs[:done])) for path, v in phase]

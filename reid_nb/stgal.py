@@ -17,8 +17,8 @@ __all__ = ['PT_VARIANTS', 'RESAMPLE', 'FUSION_RULES', 'STREID_SMOOTH_S', 'STREID
            'matched_quality', 'js_divergence', 'histogram_js', 'pt_divergence', 'empty_bin_share', 'component_stats',
            'valid_batch_share', 'ibbs_diagnostics', 'evaluate_pct', 'score', 'fusion_metrics', 'fusion_rows',
            'pt_diagnostics', 'plot_travel_pdf', 'pt_variants', 'profile_config', 'stgal_reference', 'our_settings',
-           'Trained', 'run_config', 'train_run', 'note_matched_precision', 'oracle_labels', 'ibbs_rows', 'r1_map',
-           'table_scores', 'oracle_ladder', 'sensitivity_rows', 'global_seconds', 'travel_vs_truth',
+           'stgal_budget', 'Trained', 'run_config', 'train_run', 'note_matched_precision', 'oracle_labels', 'ibbs_rows',
+           'r1_map', 'table_scores', 'oracle_ladder', 'sensitivity_rows', 'global_seconds', 'travel_vs_truth',
            'plot_travel_vs_truth', 'diagnostics_text', 'claims_text', 'alpha_text', 'travel_text', 'run_note',
            'plot_learnt_pt']
 
@@ -45,6 +45,7 @@ from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
 from .report import Reference
 from .runs import Cost, checkpoint, staged
+from .runs import Scaled, budget_schedule
 from .sampling import Augment
 from .sstt import assume_tracklets, cooccurrence_groups
 from .train import run_epochs, sgd_steps
@@ -1049,6 +1050,18 @@ def our_settings(cfg: STGALConfig,  # the run's configuration
     return {**asdict(cfg), "start": start, "input": f"{cfg.height}x{cfg.width}", "optimiser": OPTIMISER,
             "co-occurrence gap P (frames)": period, "alpha": alpha, "test ranking": TEST_RANKING,
             "model kept": "the final iterate"}
+
+# %% ../nbs/61_stgal.ipynb #20c5a2c4
+def stgal_budget(S: dict,  # the profile's settings (`reid_nb.profiles.check_settings('stgal', ...)`)
+                 dataset: str, fps: float,  # the dataset's name and clock (`stgal_reference`)
+                 budget: int | None,  # training images (`reid_nb.profiles.train_budget`); None: the profile's counts
+                 scale: float = 1.0,  # multiplies the budget (the budget sweep), or the profile's counts
+                 fixed: dict | None = None,  # counts the user set: kept
+                ) -> Scaled:
+    """STGAL's schedule (the code's 30,001 + 30,000 iterations) scaled to `budget`; an iteration is one batch."""
+    ref = stgal_reference(dataset, fps)
+    paper = {k: ref[k].value for k in ("iters_stage1", "iters_stage2")}
+    return budget_schedule(S, paper, {k: S["batch"] for k in paper}, budget, scale, fixed)
 
 # %% ../nbs/61_stgal.ipynb #4091c8a8
 class Trained(NamedTuple):

@@ -110,8 +110,8 @@ def test_handoffs_are_read_per_seed_and_rows_named_as_in_their_notebook(tmp_path
     assert torch.equal(rows["CALR"][0].gallery, torch.tensor(G, dtype=torch.float32))
     assert rows["Cluster-Contrast"][0] == "n/a: no row 'Baseline (Cluster-Contrast)' in calr's hand-off"
     assert rows["STGAL (stage 2, P_v)"] == {0: "n/a: no stgal", 1: "n/a: no stgal"}
-    src = row_sources(sets, "/x/start-small.pt")
-    assert src["floor"] == "floor: the starting point start-small.pt" and src["CALR"] == f"CALR: s0 {tmp_path.name}"
+    src = row_sources(sets, {0: "/x/start-s0.pt", 1: "/x/start-s1.pt"})
+    assert src["floor"] == "floor: the starting point of each seed, s0 start-s0.pt, s1 start-s1.pt" and src["CALR"] == f"CALR: s0 {tmp_path.name}"
 
 
 def test_composition_gains_over_the_row_and_over_its_best_part():

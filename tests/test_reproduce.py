@@ -534,7 +534,7 @@ def test_reproduce_runs_all_in_order_and_reports_failures(project, tmp_path, mon
                   "NAME = 'datasets'  # n", TABLE, "print('streamed line')")
     opened = []
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))  # the world build is tested in synth
-    monkeypatch.setattr(rp, "_build_start", lambda profile: None)  # the start is tested in test_start
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)  # the start is tested in test_start
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seed", "3"]) == 1
     out, err = capsys.readouterr()
@@ -559,7 +559,7 @@ def test_reproduce_checks_every_notebook_before_building_anything(project, monke
     make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|market1501] d", "x = 1")
     opened = []
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: opened.append(a))
-    monkeypatch.setattr(rp, "_build_start", lambda profile: opened.append(profile))
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): opened.append(profile))
     monkeypatch.chdir(project)
     assert main(["reproduce", "--dataset", "veri"]) == 2
     err = capsys.readouterr().err
@@ -586,7 +586,7 @@ def test_reproduce_runs_seeds_at_once_in_workers_with_their_share_of_threads(pro
     make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nNAME = 'claims'  # n",
                   "seed = -1\n" + TABLE)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "2"]) == 1
     out, err = capsys.readouterr()
@@ -630,7 +630,7 @@ def test_reproduce_check_runs_every_notebook_capped_in_one_scratch_folder(projec
     make_notebook(exp / "uga.ipynb", "profile = 'default'  # p\nseed = 0  # s\nm = 20  # m", CHECKED_LOOP + "\nprint('m is', m)")
     make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s", CHECKED_LOOP)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: print("start built in", os.environ[CHECK_ENV]))
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): print("start built in", os.environ[CHECK_ENV]))
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--check", "-p", "m", "7"]) == 0
     out = capsys.readouterr().out
@@ -659,7 +659,7 @@ def test_reproduce_skips_a_notebook_that_refuses_the_dataset_and_says_why(projec
     make_notebook(exp / "stgal.ipynb", "profile = 'default'  # p\ndataset = 'synth'  # [synth|market1501] needs a clock",
                   "raise RuntimeError('must not run')")
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
     monkeypatch.chdir(project)
     assert main(["reproduce", "--profile", "smoke", "--dataset", "msmt17"]) == 0
     out = capsys.readouterr().out
@@ -732,7 +732,7 @@ def test_a_stopped_reproduce_reuses_finished_sets_and_names_them_for_claims(proj
                   + "\n(out / 'sets.json').write_text(json.dumps(sets))")
     git_checkout(project)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
     monkeypatch.chdir(project)
     lr = ["-p", "uga:lr", "0.5"]  # text converted to the declared float: the keys must be the runs' own
     assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1", *lr]) == 0
@@ -759,7 +759,7 @@ def test_publish_copies_a_finished_reproduce_stamped_and_complete(project, tmp_p
                   "NAME = 'claims'  # n", "seed = -1\n" + TABLE)
     git_checkout(project)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
-    monkeypatch.setattr(rp, "_build_start", lambda profile: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
     monkeypatch.chdir(project)
     with pytest.raises(BadInputError, match=r"no finished result set for uga \(seed 0\); uga \(seed 1\); claims"):
         publish("smoke", seeds=[0, 1])
@@ -795,7 +795,7 @@ for e in range(600):
     time.sleep(0.1)'''
 # The driver as `reid-nb reproduce`, without building the world and the start (tested in synth and start).
 DRIVER = ("import sys; from reid_nb import reproduce as rp; from reid_nb.cli import main; "
-          "rp._open_dataset = lambda *a: None; rp._build_start = lambda profile: None; sys.exit(main(sys.argv[1:]))")
+          "rp._open_dataset = lambda *a: None; rp._build_start = lambda profile, seeds=(): None; sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the driver", "Ctrl-C to the group"])
