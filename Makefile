@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= default
 PYTHON ?= python3
 
-.PHONY: venv reproduce claims-map publish test export bench gpu-check lock clean-results docs docs-quarto docs-shots lessons lab prune
+.PHONY: venv reproduce budget-sweep claims-map publish test export bench gpu-check lock clean-results docs docs-quarto docs-shots lessons lab prune
 
 venv: .venv/.installed
 
@@ -21,12 +21,18 @@ export: venv
 reproduce: venv
 	.venv/bin/reid-nb reproduce --profile $(PROFILE)
 
+# The budget sweep: the first seed's main rows and the ceiling at 1/4, 1/2 and 2 x the training budget (the finished
+# sets of `make reproduce` are reused), then compare with one mAP-against-training-images curve per method.
+budget-sweep: venv
+	.venv/bin/reid-nb reproduce --profile $(PROFILE) --budget-sweep
+
 # The claims map: the whole reproduce on each of three worlds (the presets as they are), then every claim on every world
 # (results/claims/map-$(PROFILE)) and each world's floor / UGA / STGAL / CALR / ceiling mAP (map_rows-$(PROFILE)).
 claims-map: venv
 	.venv/bin/reid-nb reproduce --profile $(PROFILE) --worlds default duke-like market-mini
 
-# Copy the pages of the finished reproduce (PROFILE) into docs/results/, stamped with the commit and every set's key.
+# Copy the pages of the finished reproduce (PROFILE) into docs/results/, stamped with the commit and every set's key
+# (with the budget sweep's compare when every sweep set is finished).
 publish: venv
 	.venv/bin/reid-nb publish --profile $(PROFILE)
 

@@ -673,9 +673,9 @@ def calr_budget(S: dict,  # every CALRConfig field of the run
     """The code's schedule (25 intra-camera epochs, 50 epochs with a StepLR at 20, camera loss for 3, class weights
     from 5) scaled to `budget` (`reid_nb.runs.budget_schedule`), its epochs sized by `calr_epoch_iters`."""
     fixed = fixed or {}
-    if budget is not None:
-        S = S | {k: v for k, v in calr_epoch_iters(n_train, n_cams, S["batch"], S["intra_batch"]).items()
-                 if k not in fixed}
+    if budget is not None:  # epochs sized as the code's on Market-1501, unless the user sized them
+        S = S | calr_epoch_iters(n_train, n_cams, S["batch"], S["intra_batch"]) | {
+            k: fixed[k] for k in ("iters", "intra_iters") if k in fixed}
     paper = {k: getattr(CALRConfig, k) for k in CALR_SCHEDULE}  # the dataclass defaults: the released code's
     per = {"intra_epochs": n_cams * S["intra_iters"] * S["intra_batch"], "epochs": S["iters"] * S["batch"]}
     return budget_schedule(S, paper, per, budget, scale, fixed)

@@ -59,6 +59,8 @@ def _reproduce_options(sub):
     rep.add_argument("--world", default="", help="synth only: a preset name or a world folder (default: the profile's)")
     rep.add_argument("--worlds", nargs="+", metavar="WORLD", help="synth only: the whole reproduce on each of these "
                      "worlds (presets or world folders) in turn, then the claims map over them (not with --world)")
+    rep.add_argument("--budget-sweep", action="store_true", help="also the first seed at 1/4, 1/2 and 2 x the training "
+                     "budget (main rows only); compare draws mAP against training images as one curve per method")
     rep.add_argument("--prune", action="store_true", help="prune each set's checkpoints once it is published")
     rep.add_argument("--fresh", action="store_true", help="retrain instead of reading finished sets' checkpoints back")
     rep.add_argument("--jobs", type=int, metavar="N", help="per-seed runs at once, each with cores/N threads "
@@ -78,6 +80,8 @@ def _publish_options(sub):
     pub.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="the reproduce's seeds (default: the profile's)")
     pub.add_argument("--out", help="the snapshot folder (default: docs/results/ of the project)")
+    pub.add_argument("--budget-sweep", action="store_true", default=None, help="the reproduce ran with --budget-sweep "
+                     "(default: publish its sets when every one of them is finished)")
 
 # %% ../nbs/82_cli.ipynb #15fdde31
 def _run_command(args: argparse.Namespace) -> int:
@@ -95,7 +99,7 @@ def _run_command(args: argparse.Namespace) -> int:
 def _publish_command(args: argparse.Namespace) -> int:
     """`reid-nb publish`: the snapshot of a finished reproduce (`reid_nb.publish`, imported only for this command)."""
     from reid_nb.publish import publish
-    out = publish(args.profile, args.dataset, args.world, args.seeds, args.out)
+    out = publish(args.profile, args.dataset, args.world, args.seeds, args.out, args.budget_sweep)
     print(f"published the snapshot of the {args.profile} reproduce in {out} (index: {out / 'README.md'})")
     return 0
 
@@ -110,7 +114,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "publish": return _publish_command(args)
     failures = reproduce(args.profile, args.only, args.dataset, args.seeds, args.prune, args.fresh, args.world,
-                         args.jobs, _given(args.param, None)[0], args.check, args.worlds)
+                         args.jobs, _given(args.param, None)[0], args.check, args.worlds, args.budget_sweep)
     for name, error in failures.items(): print(f"\nFAILED {name}:\n{error}", file=sys.stderr)
     print(f"\n{len(failures)} experiment notebook(s) failed" if failures else "\nall experiment notebooks ran")
     return 1 if failures else 0

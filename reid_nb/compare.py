@@ -8,9 +8,9 @@ __all__ = ['MAIN', 'ROWS', 'METRIC_NAMES', 'SPLITS', 'KINDS', 'PARTS', 'TRAINED'
            'score_rows', 'row_sources', 'why_missing', 'gap', 'cost_cells', 'main_row', 'seed_rows', 'Inference',
            'stgal_settings', 'ranked_features', 'travel_model', 'rerank', 'composed', 'compose_rows', 'composition_row',
            'composition_seed_rows', 'rule_scores', 'rule_rows', 'ibbs_global_labels', 'calr_on_ibbs',
-           'calr_tracklet_key', 'uga_on_calr_labels', 'trained_row', 'mean_map', 'cost_figure', 'ranked_queries',
-           'ranked_figure', 'numbers_say', 'ap_over_seeds', 'set_names', 'methods_ap', 'figure5_tables', 'world_claims',
-           'map_cell', 'claims_map', 'cached_comparison', 'map_row']
+           'calr_tracklet_key', 'uga_on_calr_labels', 'trained_row', 'mean_map', 'cost_figure', 'sweep_comparison',
+           'sweep_points', 'sweep_rows', 'ranked_queries', 'ranked_figure', 'numbers_say', 'ap_over_seeds', 'set_names',
+           'methods_ap', 'figure5_tables', 'world_claims', 'map_cell', 'claims_map', 'cached_comparison', 'map_row']
 
 # %% ../nbs/73_compare.ipynb #b4f1eea5
 import csv
@@ -379,9 +379,15 @@ def mean_map(c: Comparison, r: str):
 
 
 def cost_figure(c: Comparison, trained: list[dict],  # the training compositions' table rows
-                title: str):
-    """mAP against training images seen: methods with ± sd bars, training compositions, floor and ceiling lines."""
+                title: str,
+                points: dict | None = None,  # the budget sweep (`sweep_points`): one curve per row
+               ):
+    """mAP against training images seen: methods with ± sd bars, training compositions, floor and ceiling lines; with
+    `points`, each row's budget-sweep curve (first seed) through its multiples of the budget."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for r, per in (points or {}).items():
+        xy = sorted(p for p in per.values() if not isinstance(p, str))
+        if len(xy) > 1: ax.plot(*zip(*xy), ".-", lw=1, alpha=0.6, label=f"{r}: budget sweep (seed {c.seeds[0]})")
     for r in list(c.rows)[1:-1]:
         have = [s for s in c.seeds if s in c.scores[r]]
         if not have: continue
@@ -396,6 +402,38 @@ def cost_figure(c: Comparison, trained: list[dict],  # the training compositions
     ax.set(xlabel="training images seen on the target", ylabel="mAP (%)", title=title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+# %% ../nbs/73_compare.ipynb #9610af94
+def sweep_comparison(handoffs: dict,  # `read_handoffs` of a budget-sweep run (one seed)
+                     seed: int,
+                     bounds: dict | None,  # the seed's cached floor/ceiling at that budget (`start.cached_bounds`)
+                     query, gallery, device="cpu",
+                    ) -> Comparison:
+    """The rows of one budget-sweep run, scored as the one table scores them; the ceiling from its cached scores."""
+    ceiling = {seed: "cached" if bounds else f"n/a: no cached ceiling for seed {seed} at this budget"}
+    c = Comparison([seed], {**method_rows(handoffs, [seed]), "ceiling": ceiling}, {seed: bounds}, {})
+    return score_rows(c, query, gallery, device)
+
+def _sweep_point(c: Comparison, r: str, seed: int):
+    """(training images, mAP %) of row `r` on `seed`, or 'n/a: why'."""
+    if seed not in c.scores[r]: return why_missing(c, r) or "n/a: not scored"
+    images = c.bounds[seed]["ceiling_images"] if r == "ceiling" else c.rows[r][seed].cost.images
+    return images, c.scores[r][seed]["mAP"]
+
+def sweep_points(comparisons: dict,  # budget multiplier -> Comparison (1: the one table's)
+                 seed: int,  # the seed the sweep ran on
+                ) -> dict:
+    """row -> multiplier -> (training images, mAP %) on `seed`, or 'n/a: why'; every row but the floor."""
+    out = {}
+    for x, c in sorted(comparisons.items()):
+        for r in (r for r in c.rows if r != "floor"): out.setdefault(r, {})[x] = _sweep_point(c, r, seed)
+    return out
+
+def sweep_rows(points: dict  # from `sweep_points`
+              ) -> list[dict]:
+    """One table row per row of the comparison: 'mAP (training images)' at each multiplier of the budget."""
+    cell = lambda p: p if isinstance(p, str) else f"{p[1]:.1f} ({p[0]:,})"
+    return [{"row": r, **{f"x {x:g}": cell(p) for x, p in per.items()}} for r, per in points.items()]
 
 # %% ../nbs/73_compare.ipynb #d97722ca
 def ranked_queries(query, gallery, n: int = 3, seed: int = 0) -> list[int]:

@@ -118,9 +118,11 @@ def publish(profile: str = "default",  # the options the reproduce ran with
             world: str = "",
             seeds: list[int] | None = None,  # default: the profile's
             out: Path | str | None = None,  # default: docs/results/
+            budget_sweep: bool | None = None,  # with the budget sweep's sets (None: when all of them are finished)
            ) -> Path:
     """Copy the pages of a finished reproduce into `out`, stamped; BadInputError naming every missing set."""
-    out, planned = Path(out or snapshot_folder()), planned_sets(profile, dataset, world, seeds)
+    if budget_sweep is None: budget_sweep = not _missing(planned_sets(profile, dataset, world, seeds, None, True))
+    out, planned = Path(out or snapshot_folder()), planned_sets(profile, dataset, world, seeds, None, budget_sweep)
     if missing := _missing(planned):
         raise BadInputError(f"no finished result set for {missing}: run `reid-nb reproduce --profile {profile}` "
                             "with the same options first (a snapshot is complete or not published)")

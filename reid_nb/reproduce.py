@@ -75,7 +75,9 @@ def _phases(runs: list[tuple[Path, dict]]  # (notebook, parameters) in run order
     return phases
 
 def _run_name(path: Path, values: dict) -> str:
-    return path.stem + (f" (seed {values['seed']})" if "seed" in values else "")
+    """'uga (seed 0)', 'uga (seed 0, budget x 0.5)' for a budget-sweep run, 'claims'."""
+    scale = f", budget x {values['budget_scale']:g}" if values.get("budget_scale", 1.0) != 1.0 else ""
+    return path.stem + (f" (seed {values['seed']}{scale})" if "seed" in values else "")
 
 def _build_start(profile: str, seeds=(0,)):
     """Train (or find) the starting point of every training seed before any run needs it, one at a time with every
@@ -131,11 +133,12 @@ def _checked_runs(values: dict,  # profile, dataset, world
                   only: list[str] | None,  # experiment names to run (default: all)
                   seeds: tuple,  # the training seeds
                   params: dict,  # -p NAME / NOTEBOOK:NAME -> VALUE
+                  sweep: bool = False,  # add the budget sweep's runs (`reid_nb.sets.BUDGET_SWEEP`)
                  ) -> tuple[list[Path], list[tuple[Path, dict]]]:
     """(notebooks, runs) of a reproduce, every run's parameters and inputs checked before anything runs."""
     notebooks = _runs_on(experiment_notebooks(only=only), values["dataset"])
     _check_params(params, notebooks)
-    runs = [(path, v) for path in notebooks for v in _runs(path, values, seeds, params)]
+    runs = [(path, v) for path in notebooks for v in _runs(path, values, seeds, params, sweep)]
     _check_all(runs)
     return notebooks, runs
 
@@ -151,11 +154,14 @@ def reproduce(profile: str = "default",  # one of PROFILES
               params: dict | None = None,  # NAME (every notebook declaring it) or NOTEBOOK:NAME (that one) -> VALUE
               check: bool = False,  # every run capped (`run_check`), one after the other, in one scratch folder
               worlds: list[str] | None = None,  # synth only: the whole reproduce on each world, then the claims map
+              budget_sweep: bool = False,  # also the first seed at 1/4, 1/2, 2 x the budget; compare draws the curves
              ) -> dict[str, str]:
     """Check, open the dataset, run every experiment notebook in order (per seed); return name -> error of failures."""
+    if worlds and budget_sweep: raise BadInputError("--worlds and --budget-sweep: sweep one world at a time")
     if worlds: return reproduce_worlds(worlds, profile, only, dataset, seeds, prune, fresh, world, jobs, params, check)
     seeds = _seeds(profile, seeds)
-    notebooks, runs = _checked_runs({"profile": profile, "dataset": dataset, "world": world}, only, seeds, params or {})
+    notebooks, runs = _checked_runs({"profile": profile, "dataset": dataset, "world": world}, only, seeds, params or {},
+                                    budget_sweep)
     jobs = default_jobs(profile) if jobs is None else jobs
     if jobs < 1: raise BadInputError(f"--jobs {jobs}: expected an integer >= 1")
     if check and (prune or fresh):
@@ -193,13 +199,15 @@ def planned_sets(profile: str = "default",  # the options of `reid-nb reproduce`
                  world: str = "",
                  seeds: list[int] | None = None,  # default: the profile's
                  params: dict | None = None,  # -p NAME VALUE
+                 budget_sweep: bool = False,  # with the budget sweep's runs (`reproduce --budget-sweep`)
                 ) -> list[tuple[Path, dict, Path | None]]:
     """(notebook, parameters, its finished set or None) of every run `reproduce` makes with these options, in order;
     claims and compare get the `sets` of the runs before them, as `reproduce` gives them."""
     from reid_nb.profiles import SEEDS  # imported here: `reid-nb params` starts without torch
     seeds = tuple(SEEDS[profile] if seeds is None else seeds)
     values = dict(profile=profile, dataset=dataset, world=world)
-    runs = [(p, v) for p in _runs_on(experiment_notebooks(), dataset) for v in _runs(p, values, seeds, params or {})]
+    runs = [(p, v) for p in _runs_on(experiment_notebooks(), dataset)
+            for v in _runs(p, values, seeds, params or {}, budget_sweep)]
     planned = [(p, _with_sets(p, v, runs[:i])) for i, (p, v) in enumerate(runs)]
     return [(p, v, _newest(p, v)) for p, v in planned]
 
@@ -250,7 +258,8 @@ def _run_parallel(phase: list[tuple[Path, dict]], jobs: int, prune: bool, fresh:
             while todo and len(busy) < jobs:
                 conn = next((c for c in workers if c not in busy), None) or _start_worker(ctx, workers, threads)
                 path, v = todo.pop(0)
-                conn.send((path, v, prune, fresh, logs / f"{path.stem}-s{v['seed']}.log"))
+                scale = f"-x{v['budget_scale']:g}" if v.get("budget_scale", 1.0) != 1.0 else ""
+                conn.send((path, v, prune, fresh, logs / f"{path.stem}-s{v['seed']}{scale}.log"))
                 busy[conn] = _run_name(path, v)
             ended = wait(list(busy))[0]
             name = busy.pop(ended)

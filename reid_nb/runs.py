@@ -46,9 +46,9 @@ class Scaled(NamedTuple):
 
 def budget_schedule(settings: dict,  # the run's settings (a changed copy is returned)
                     paper: dict,  # count -> the paper's value: epochs or iterations, decay points, warm-ups
-                    images_per: dict,  # count -> training images one unit of it costs here (counts that cost none: absent)
+                    images_per: dict,  # count -> training images one unit of it costs (counts that cost none: absent)
                     budget: int | None,  # images to see; None: the profile's own counts (`smoke`, `paper`)
-                    scale: float = 1.0,  # multiplies the budget (the budget sweep), or the own counts when budget is None
+                    scale: float = 1.0,  # multiplies the budget (the sweep); without a budget, the profile's counts
                     fixed: dict | None = None,  # counts the user set (`settings` parameter): kept as given
                    ) -> Scaled:
     """Every count of the paper's schedule times one factor, so that the run sees `budget` x `scale` images."""
@@ -72,8 +72,9 @@ def budget_caption(method: str,  # the method's name
         return (f"{method}: this profile's own schedule (no budget rule), every count x {scale:g}; "
                 f"{scaled.images:,} training images.")
     times = "" if scale == 1 else f" x {scale:g}"
-    return (f"{method}: the paper's schedule scaled to {round(budget * scale):,} training images (the ceiling's{times}, "
-            f"reid_nb.profiles.TRAIN_BUDGETS): every count x {scaled.factor:.3f}, rounded, at least 1; "
+    return (f"{method}: the paper's schedule scaled to {round(budget * scale):,} training images (the "
+            f"ceiling's{times}, reid_nb.profiles.TRAIN_BUDGETS): every count x {scaled.factor:.3f}, rounded, "
+            f"at least 1; "
             f"{scaled.images:,} images seen.")
 
 # %% ../nbs/72_runs.ipynb #0774fd67

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['NETS', 'SOURCE_SEED', 'START_BUDGETS', 'CEILING_BUDGETS', 'BOUND_NOTES', 'Budget', 'net_settings',
            'override_settings', 'IdentityHead', 'supervised_loss', 'dense_identities', 'warmup_cosine',
-           'train_supervised', 'starts_folder', 'new_backbone', 'cache_lock', 'starting_point', 'test_scores',
-           'floor_and_ceiling', 'cached_bounds', 'ceiling_backbone', 'bound_row', 'closed_gap']
+           'train_supervised', 'starts_folder', 'new_backbone', 'cache_lock', 'starting_point', 'ceiling_budget',
+           'test_scores', 'floor_and_ceiling', 'cached_bounds', 'ceiling_backbone', 'bound_row', 'closed_gap']
 
 # %% ../nbs/75_start.ipynb #cd1574d6
 import fcntl
@@ -240,6 +240,13 @@ def _train_start(profile: str, net: dict, budget: Budget, path: Path, device, se
 CEILING_BUDGETS = {"smoke": Budget(epochs=2, iters=10, batch=32, lr=1e-3),
                    "default": Budget(epochs=15, iters=100, batch=64, lr=1e-3),
                    "paper": Budget(epochs=60, iters=200, batch=64, lr=3.5e-4)}
+
+def ceiling_budget(profile: str,  # the profile
+                   scale: float = 1.0,  # the budget sweep's multiplier (`reid_nb.sets.BUDGET_SWEEP`)
+                  ) -> Budget:
+    """The ceiling's budget, its iterations per epoch times `scale` (the methods' budget is the ceiling's images)."""
+    b = CEILING_BUDGETS[profile]
+    return b if scale == 1 else replace(b, iters=max(1, round(b.iters * scale)))
 
 def test_scores(backbone: nn.Module,  # a backbone (pooled features)
                 banks: dict,  # 'query' and 'gallery' ImageBanks

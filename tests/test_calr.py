@@ -429,3 +429,20 @@ def test_claims_without_the_ablation_rows_say_so():
     assert [r["verdict"] for r in fc] == ["contradicted", "reproduced", "contradicted", "n/a: ablation=False",
                                          "reproduced"]
     assert "higher in 1 of 2 epochs" in fc[0]["ours"]
+
+
+def test_the_budget_scales_the_codes_schedule_by_one_factor_with_market_sized_epochs():
+    """issue 23, by hand: on 2,595 images in 6 cameras an epoch is 200 x 256 / 12,936 passes = 160 iterations of 64
+    (stage 1: 100 x 64 / (12,936 / 6) passes of a camera's 432.5 images = 40 of 32); the code's schedule costs
+    25 x 6 x 40 x 32 + 50 x 160 x 64 = 704,000 images, so the factor is 96,000 / 704,000 = 0.136."""
+    from dataclasses import asdict
+    from reid_nb.calr import CALRConfig, calr_budget
+    s = calr_budget(asdict(CALRConfig(intra_batch=32, batch=64)), 2595, 6, 96_000)
+    got = {k: s.settings[k] for k in ("iters", "intra_iters", "intra_epochs", "epochs", "step_size", "cam_epochs",
+                                      "weight_warmup")}
+    assert got == dict(iters=160, intra_iters=40, intra_epochs=3, epochs=7, step_size=3, cam_epochs=1, weight_warmup=1)
+    assert s.images == 3 * 6 * 40 * 32 + 7 * 160 * 64 == 94_720 and abs(s.factor - 96_000 / 704_000) < 1e-12
+    kept = calr_budget(asdict(CALRConfig(intra_batch=32, batch=64)), 2595, 6, 96_000, fixed={"epochs": 2, "iters": 5})
+    assert (kept.settings["epochs"], kept.settings["iters"]) == (2, 5)  # what the user set is kept
+    own = calr_budget(asdict(CALRConfig(epochs=2, iters=2)), 2595, 6, None)  # smoke / paper: the profile's counts
+    assert (own.settings["epochs"], own.settings["iters"], own.factor) == (2, 2, 1.0)

@@ -829,3 +829,33 @@ def test_an_interrupted_parallel_reproduce_stops_every_worker_and_starts_nothing
         assert (s / "ck" / "e0").exists()
     time.sleep(1)
     assert sorted((res / "uga").iterdir()) == partial and all(not (s / "manifest.json").exists() for s in partial)
+
+
+def test_the_budget_sweep_adds_the_first_seeds_runs_and_compare_reads_them_by_their_parameters(project, tmp_path,
+                                                                                              monkeypatch):
+    """issue 23: `--budget-sweep` adds the first seed's runs at every multiplier of `BUDGET_SWEEP` (main rows only), tells
+    `compare` the multipliers, never names a sweep set for claims or compare, and `chosen_sets` finds each by its
+    parameters."""
+    exp = project / "nbs" / "experiments"
+    make_notebook(exp / "uga.ipynb", METHOD + "\nbudget_scale = 1.0  # b\nablation = True  # a", TABLE)
+    make_notebook(exp / "compare.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nsets = {}  # named sets\n"
+                  "budget_scales = []  # m\nNAME = 'compare'  # n", "seed = -1\n" + TABLE)
+    git_checkout(project)
+    monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
+    monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
+    monkeypatch.chdir(project)
+    plain = rp.planned_sets("smoke", seeds=[0, 1])
+    swept = rp.planned_sets("smoke", seeds=[0, 1], budget_sweep=True)
+    uga = [v for p, v, _ in swept if p.stem == "uga"]
+    assert [(v["seed"], v.get("budget_scale", 1.0)) for v in uga] == [(0, 1.0), (1, 1.0), (0, 0.25), (0, 0.5), (0, 2.0)]
+    assert all(v["extras"] is False and v["ablation"] is False for v in uga[2:])
+    assert [v.get("budget_scales") for p, v, _ in swept if p.stem == "compare"] == [[0.25, 0.5, 1.0, 2.0]]
+    assert [v for p, v, _ in plain if p.stem == "uga"] == uga[:2]
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "--jobs", "1", "--budget-sweep"]) == 0
+    res = tmp_path / "res"
+    scale = lambda f: json.loads((f / "manifest.json").read_text())["parameters"].get("budget_scale", 1.0)
+    main_set, = [f for f in (res / "uga").iterdir() if scale(f) == 1.0]
+    named = [v["sets"] for p, v, _ in rp.planned_sets("smoke", seeds=[0], budget_sweep=True) if p.stem == "compare"]
+    assert named == [{"uga": {"0": str(main_set)}}] and len(list((res / "uga").iterdir())) == 4
+    half, = rs.chosen_sets("uga", [0], {}, rs.sweep_params(0.5), profile="smoke", dataset="synth", world="").values()
+    assert half[1] is None and scale(half[0]) == 0.5

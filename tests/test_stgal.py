@@ -669,3 +669,13 @@ def test_discussion_pieces():
     assert "almost flat" in alpha_text(0.5, 10.0, row) and "still separates" in alpha_text(0.5, 1000.0, row)
     fields = dict(dataset="synth", profile="smoke", seed=0, n_tracks=5, batch=32)
     assert all("{" not in c.format(**fields) for c in STGAL_CAPTIONS.values())
+
+
+def test_the_budget_scales_both_stages_of_the_codes_schedule_alike():
+    """issue 23, by hand: 96,000 images of batch 32 are 3,000 iterations; the code's 30,001 + 30,000 become 1,500 +
+    1,500 (factor 96,000 / (60,001 x 32))."""
+    from reid_nb.profiles import check_settings
+    from reid_nb.stgal import stgal_budget
+    s = stgal_budget(check_settings("stgal", "default", {}), "synth", 25.0, 96_000)
+    assert (s.settings["iters_stage1"], s.settings["iters_stage2"], s.images) == (1500, 1500, 96_000)
+    assert stgal_budget(check_settings("stgal", "smoke", {}), "synth", 25.0, None, 0.5).settings["iters_stage1"] == 6
