@@ -223,7 +223,7 @@ def test_a_read_only_data_root_is_read_and_what_it_lacks_is_refused_naming_the_f
     monkeypatch.setenv("REID_NB_DATA", str(data))
     monkeypatch.setenv("REID_NB_PROGRESS", "0")
     n = len(open_dataset("synth", "smoke").train)  # a complete world and start, then the data root is read-only
-    monkeypatch.setattr(start, "_train_start", lambda profile, net, budget, path, device:  # untrained, but a start
+    monkeypatch.setattr(start, "_train_start", lambda profile, net, budget, path, device, seed:  # untrained, but a start
                         start.atomic_torch_save(start.new_backbone(net).state_dict(), path))
     weights = start.starting_point("smoke")
     shutil.copytree(data, no_start, symlinks=True)
