@@ -56,10 +56,10 @@ def budget_schedule(settings: dict,  # the run's settings (a changed copy is ret
     base = dict(paper) if budget is not None else {k: settings[k] for k in paper}
     factor = scale if budget is None else budget * scale / cost(base)
     counts = {k: (fixed or {}).get(k, max(1, round(v * factor))) for k, v in base.items()}
-    rows = [{"count": k, "paper" if budget is not None else "profile": v, "x factor": round(v * factor, 2),
-             "ours": counts[k]} for k, v in base.items()]
-    rows.append({"count": "training images", "paper" if budget is not None else "profile": cost(base),
-                 "x factor": round(cost(base) * factor), "ours": cost(counts)})
+    source = "paper" if budget is not None else "profile"  # where the base counts come from
+    rows = [{"count": k, source: v, "x factor": round(v * factor, 2), "ours": counts[k]} for k, v in base.items()]
+    rows.append({"count": "training images", source: cost(base), "x factor": round(cost(base) * factor),
+                 "ours": cost(counts)})
     return Scaled({**settings, **counts}, factor, cost(counts), rows)
 
 def budget_caption(method: str,  # the method's name
@@ -74,8 +74,7 @@ def budget_caption(method: str,  # the method's name
     times = "" if scale == 1 else f" x {scale:g}"
     return (f"{method}: the paper's schedule scaled to {round(budget * scale):,} training images (the "
             f"ceiling's{times}, reid_nb.profiles.TRAIN_BUDGETS): every count x {scaled.factor:.3f}, rounded, "
-            f"at least 1; "
-            f"{scaled.images:,} images seen.")
+            f"at least 1; {scaled.images:,} images seen.")
 
 # %% ../nbs/72_runs.ipynb #0774fd67
 def checkpoint(folder: Path,  # the notebook's checkpoint folder
