@@ -32,7 +32,8 @@ from pygments.lexers import PythonLexer
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "site"
-READING_ORDER = ["datasets", "uga", "stgal", "calr", "compare", "claims"]  # experiments and results in the sidebar
+# experiments and results in the sidebar
+READING_ORDER = ["datasets", "uga", "stgal", "calr", "compare", "claims", "claims_map"]
 GROUPS = {"": "", "foundations": "Foundations", "methods": "Methods", "reporting": "Reporting",
           "experiments": "Experiments", "results": "Experiments: results, as last reproduced", "spec": "Specification"}
 SHOWN = {"export", "exports", "exporti", "eval", "notest", "slow", "code-fold", "code-summary", "label", "fig-cap"}

@@ -82,6 +82,10 @@ def _publish_options(sub):
     pub.add_argument("--out", help="the snapshot folder (default: docs/results/ of the project)")
     pub.add_argument("--budget-sweep", action="store_true", default=None, help="the reproduce ran with --budget-sweep "
                      "(default: publish its sets when every one of them is finished)")
+    pub.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a -p NAME VALUE the reproduce was given (repeatable)")
+    pub.add_argument("--worlds", nargs="+", metavar="WORLD", help="also the newest finished claims map over these "
+                     "worlds (`reproduce --worlds`), as the page claims_map")
 
 # %% ../nbs/82_cli.ipynb #15fdde31
 def _run_command(args: argparse.Namespace) -> int:
@@ -99,7 +103,8 @@ def _run_command(args: argparse.Namespace) -> int:
 def _publish_command(args: argparse.Namespace) -> int:
     """`reid-nb publish`: the snapshot of a finished reproduce (`reid_nb.publish`, imported only for this command)."""
     from reid_nb.publish import publish
-    out = publish(args.profile, args.dataset, args.world, args.seeds, args.out, args.budget_sweep)
+    out = publish(args.profile, args.dataset, args.world, args.seeds, args.out, args.budget_sweep,
+                  _given(args.param, None)[0], args.worlds)
     print(f"published the snapshot of the {args.profile} reproduce in {out} (index: {out / 'README.md'})")
     return 0
 

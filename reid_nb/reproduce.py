@@ -381,4 +381,4 @@ def _map_run(worlds: list[str], profile: str, dataset: str, seeds: tuple, params
         plan = planned_sets(profile, dataset, w, list(seeds), params)
         made[w] = next((v.get("sets", {}) for p, v, _ in plan if p.stem == path.stem), {})
     values = _runs(path, {"profile": profile, "dataset": dataset, "world": worlds[0]}, seeds, params)[0]
-    return path, values | {"worlds": list(worlds), "sets": made}
+    return path, values | {"world": worlds[0], "worlds": list(worlds), "sets": made}  # its own table: `sets[world]`

@@ -242,6 +242,14 @@ def sweep_params(scale: float  # a multiplier of the budget (`BUDGET_SWEEP`)
     """The parameters of a budget-sweep run at `scale`: the main rows only, the budget times `scale`."""
     return SWEEP_PARAMS | {"budget_scale": scale}
 
+def _own_world(values: dict  # profile, dataset, world
+               ) -> dict:
+    """`values` with `world` '' where it names the profile's own synthetic world (`reid_nb.synth.SYNTH_PRESET`):
+    the same runs and result sets as a reproduce without --world, so `--worlds default ...` reuses them."""
+    from reid_nb.synth import SYNTH_PRESET  # imported here: `reid-nb params` starts light
+    own = SYNTH_PRESET.get(values.get("profile"))
+    return values | {"world": ""} if own and values.get("world") == own else values
+
 def _runs(path: Path,  # an experiment notebook
           values: dict,  # profile, dataset, world
           seeds: tuple,  # the training seeds
@@ -250,7 +258,7 @@ def _runs(path: Path,  # an experiment notebook
          ) -> list[dict]:
     """The parameter sets of a notebook's runs: one per seed where it declares `seed` (extras on the first only),
     then with `sweep` the first seed's budget-sweep runs; `compare` is told the sweep's multipliers."""
-    declared, params = notebook_parameters(path), _params_of(path, params)
+    declared, params, values = notebook_parameters(path), _params_of(path, params), _own_world(values)
     if "seed" not in declared:
         scales = {"budget_scales": sorted((1.0, *BUDGET_SWEEP))} if sweep else {}
         return [_declared(path, {**values, "seeds": list(seeds), **params, **scales})]

@@ -18,6 +18,21 @@ def read(path):
     return list(csv.DictReader(open(path, encoding="utf-8")))
 
 
+def world_param(w):
+    """The `world` parameter a world's runs get: '' for the smoke profile's own preset (as a plain reproduce)."""
+    return "" if w == "tiny" else w
+
+
+def test_the_profiles_own_world_by_name_is_the_plain_reproduces_world():
+    """`--worlds default duke-like ...` plans the very runs `make reproduce` made on the default world, so the claims
+    map reuses their sets instead of training that world again; any other world keeps its name."""
+    uga = project_root() / "nbs" / "experiments" / "uga.ipynb"
+    runs = lambda profile, world: rs._runs(uga, {"profile": profile, "dataset": "synth", "world": world}, (0, 1), {})
+    assert runs("default", "default") == runs("default", "") and runs("default", "")[0]["world"] == ""
+    assert runs("default", "duke-like")[0]["world"] == "duke-like"
+    assert runs("smoke", "default")[0]["world"] == "default"  # smoke's own world is `tiny`
+
+
 def test_world_and_worlds_are_refused_together(capsys):
     assert main(["reproduce", "--profile", "smoke", "--world", "tiny", "--worlds", "tiny", "market-mini"]) == 2
     assert ("--world tiny and --worlds: give one world with --world or several with --worlds, not both"
@@ -51,8 +66,8 @@ def test_each_world_runs_its_sets(two_worlds):
     res = two_worlds["res"]
     for w in two_worlds["worlds"]:
         for m in ("datasets", "uga", "calr", "compare"):
-            assert rs.find_result_set(m, res, profile="smoke", world=w), (m, w)
-        assert rs.find_result_set("claims", res, profile="smoke", world=w, worlds=[]), w
+            assert rs.find_result_set(m, res, profile="smoke", world=world_param(w)), (m, w)
+        assert rs.find_result_set("claims", res, profile="smoke", world=world_param(w), worlds=[]), w
 
 
 @pytest.mark.slow
@@ -61,7 +76,7 @@ def test_the_map_names_both_worlds_with_each_worlds_own_verdicts(two_worlds):
     rows = read(two_worlds["map"] / "claims" / "map-smoke.csv")
     assert list(rows[0]) == ["method", "claim", tiny, second] and len(rows) >= 10
     for w in (tiny, second):
-        own_set = rs.find_result_set("claims", two_worlds["res"], profile="smoke", world=w, worlds=[])
+        own_set = rs.find_result_set("claims", two_worlds["res"], profile="smoke", world=world_param(w), worlds=[])
         own = {r["claim"]: r for r in read(next((own_set / "claims").glob("claims-*.csv")))}
         assert set(own) == {r["claim"] for r in rows}
         for r in rows:
@@ -77,7 +92,7 @@ def test_the_map_rows_equal_each_worlds_compare_table(two_worlds):
     rows = {r["world"]: r for r in read(two_worlds["map"] / "claims" / "map_rows-smoke.csv")}
     assert list(rows) == two_worlds["worlds"]
     for w, r in rows.items():
-        compared = rs.find_result_set("compare", two_worlds["res"], profile="smoke", world=w)
+        compared = rs.find_result_set("compare", two_worlds["res"], profile="smoke", world=world_param(w))
         main = {x["method"]: x for x in read(next((compared / "compare").glob("main-*.csv")))}
         for k in ("floor", "UGA", "CALR", "ceiling"):
             assert ONE_SEED.match(r[f"{k} mAP"]) and r[f"{k} mAP"] == main[k]["mAP"], (w, k, r)

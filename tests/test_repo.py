@@ -205,7 +205,9 @@ def test_the_published_snapshot_is_complete_and_says_where_it_came_from():
     pages = {}
     for r in snap["sets"]: pages.setdefault(r["notebook"], r)
     assert set(pages) == {"datasets", "uga", "stgal", "calr", "claims", "compare"}
-    assert len(snap["sets"]) == 3 + 3 * len(snap["seeds"])  # datasets, claims, compare once; the methods per seed
+    # datasets, claims, compare once; each method per seed, and at the sweep's three other budgets; the claims map
+    sweep, maps = 3 * 3 * bool(snap.get("budget_sweep")), sum(r.get("page") == "claims_map" for r in snap["sets"])
+    assert len(snap["sets"]) == 3 + 3 * len(snap["seeds"]) + sweep + maps and maps == bool(snap.get("worlds"))
     on_disk = sorted(str(p.relative_to(SNAPSHOT)) for p in SNAPSHOT.rglob("*") if p.is_file())
     assert on_disk == sorted(snap["files"] + ["README.md", "snapshot.json"])  # nothing more, nothing less
     for name, r in pages.items():

@@ -756,7 +756,7 @@ def test_publish_copies_a_finished_reproduce_stamped_and_complete(project, tmp_p
     exp = project / "nbs" / "experiments"
     make_notebook(exp / "uga.ipynb", METHOD, TABLE, "import os; print('ran in', os.getcwd())")
     make_notebook(exp / "claims.ipynb", "profile = 'default'  # p\nseeds = [0]  # s\nsets = {}  # named sets\n"
-                  "NAME = 'claims'  # n", "seed = -1\n" + TABLE)
+                  "worlds = []  # [list] the claims map's worlds\nNAME = 'claims'  # n", "seed = -1\n" + TABLE)
     git_checkout(project)
     monkeypatch.setattr(rp, "_open_dataset", lambda *a: None)
     monkeypatch.setattr(rp, "_build_start", lambda profile, seeds=(): None)
@@ -782,6 +782,23 @@ def test_publish_copies_a_finished_reproduce_stamped_and_complete(project, tmp_p
     (out / "mine.txt").unlink()
     assert main(["publish", "--profile", "smoke", "--seeds", "0", "1"]) == 0  # the command line: replaced in one step
     assert (out / "snapshot.json").exists() and not (project / "docs" / "results.partial").exists()
+    with pytest.raises(BadInputError, match=r"run `reid-nb reproduce --profile smoke -p lr 0.5` with the same"):
+        publish("smoke", seeds=[0, 1], params={"lr": "0.5"})  # a reproduce given -p is published with its -p
+    assert main(["reproduce", "--profile", "smoke", "--seeds", "0", "1", "--jobs", "1", "-p", "lr", "0.5"]) == 0
+    assert main(["publish", "--profile", "smoke", "--seeds", "0", "1", "-p", "lr", "0.5"]) == 0
+    given = json.loads((out / "snapshot.json").read_text())
+    assert given["params"] == {"lr": "0.5"} and given["sets"][0]["set"] != snap["sets"][0]["set"]  # the -p run's set
+    assert "executed by `reid-nb reproduce --profile smoke -p lr 0.5`" in nbformat.read(out / "uga.ipynb", 4).cells[0].source
+    with pytest.raises(BadInputError, match=r"no finished claims map over tiny w2: run `reid-nb reproduce --profile "
+                                            r"smoke --worlds tiny w2` first"):
+        publish("smoke", seeds=[0, 1], worlds=["tiny", "w2"])
+    assert main(["run", "claims", "--profile", "smoke", "-p", "worlds", '["tiny", "w2"]']) == 0  # a map's run
+    assert main(["publish", "--profile", "smoke", "--seeds", "0", "1", "--worlds", "tiny", "w2"]) == 0
+    snap = json.loads((out / "snapshot.json").read_text())
+    assert [r.get("page") for r in snap["sets"]] == [None, None, None, "claims_map"] and snap["worlds"] == ["tiny", "w2"]
+    assert {"claims_map.ipynb", "claims_map/table.csv", "claims/table.csv"} <= set(snap["files"])
+    assert "the claims map over the worlds `tiny`, `w2`" in nbformat.read(out / "claims_map.ipynb", 4).cells[0].source
+    assert "[claims_map](claims_map.ipynb)" in (out / "README.md").read_text()
 
 
 # ---------------------------------------------------------------- interrupts (issue 26, case 3)
