@@ -329,6 +329,8 @@ def _open_synth(name: str, profile: str, seed: int, root: Path | str | None, wor
                             f"'market1501' (or {', '.join(list(DATASET_FOLDERS)[1:])}), or profile 'default'")
     return load_dataset(_world_root(world or SYNTH_PRESET[profile], seed, root), "synth", **options)
 
+# %% ../nbs/13_world.ipynb #13d12e28
+#| eval: false
 register_dataset("synth", _open_synth)
 
 # %% ../nbs/13_world.ipynb #497d82b9
