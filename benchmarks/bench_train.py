@@ -2,7 +2,8 @@
 without mixed precision (`amp`), channels_last and `torch.compile`, against the plain fp32 loop in the same process.
 
 CPU: the small CPU net (widths 16-32-64-128, depth 2) at 64x32, batch 64, and ResNet-50 at 256x128, batch 8, each in
-fp32, bf16 autocast, channels_last and both, plus the fp32 loop at 1 and 2 torch threads; the small net also compiled
+fp32, bf16 autocast, channels_last and both, plus fp32 and bf16 with channels_last at 1 thread (a `reproduce`
+worker's share of 2 cores, against the fp32 1-thread loop); the small net also compiled
 (`torch.compile`, inductor: needs a C++ compiler; the compilation, about a minute, happens in the untimed warm-up
 step), in fp32 and under bf16 autocast. bf16 pays only where the CPU has bf16 instructions (avx512_bf16 / amx_bf16);
 the header line says whether this one has them. CUDA (when present):
@@ -82,7 +83,8 @@ def measure(cases: list, rounds: int) -> dict:
 
 
 def cpu_cases() -> list:
-    """CPU settings: each network in fp32 / bf16 / channels_last / both at 2 threads, and fp32 at 1 thread."""
+    """CPU settings: each network in fp32 / bf16 / channels_last / both at 2 threads; fp32, and fp32 / bf16 with
+    channels_last, at 1 thread."""
     nets = [("small 64x32 b64", dict(arch="small", hw=(64, 32), batch=64, widths=(16, 32, 64, 128), depth=2), 4),
             ("resnet50 256x128 b8", dict(arch="resnet50", hw=(256, 128), batch=8), 2)]
     cases = []
@@ -91,6 +93,9 @@ def cpu_cases() -> list:
                              ("bf16 channels_last", "bf16", True)):
             cases.append((f"{label} {tag}, 2 threads", 2, dict(kw, device="cpu", channels_last=cl), iters, amp))
         cases.append((f"{label} fp32, 1 thread", 1, dict(kw, device="cpu", channels_last=False), iters, None))
+        for tag, amp in (("fp32", None), ("bf16", "bf16")):  # a `reproduce` worker on 2 cores: two 1-thread runs
+            cases.append((f"{label} {tag} channels_last, 1 thread", 1, dict(kw, device="cpu", channels_last=True),
+                          iters, amp))
     small = dict(nets[0][1], device="cpu", channels_last=False, compile=True)
     cases += [(f"{nets[0][0]} {tag} compiled, 2 threads", 2, small, nets[0][2], amp)
               for tag, amp in (("fp32", None), ("bf16", "bf16"))]
@@ -112,8 +117,9 @@ def report(best: dict, ref_of) -> None:
 
 
 def _cpu_ref(name: str) -> str:
-    """The fp32, 2-thread row of the same network as `name`."""
-    return name.split(" fp32")[0].split(" bf16")[0] + " fp32, 2 threads"
+    """The fp32 row of the same network as `name` at the same number of threads (1 or 2)."""
+    threads = "1 thread" if name.endswith("1 thread") else "2 threads"
+    return name.split(" fp32")[0].split(" bf16")[0] + f" fp32, {threads}"
 
 
 def main():

@@ -36,8 +36,8 @@ from .distributed import on_main, shard
 from .evaluation import cluster_metrics, evaluate_features
 from .features import extract_features, jaccard_distance, knn, label_centroids
 from .models import BNNeck, build_backbone
-from .report import (DATASET_NAMES, STAND_IN, Reference, claim, claim_row, paper_gain_text, paper_row,
-                            published, published_gain, reference_dataset)
+from .report import (DATASET_NAMES, PRECISION, STAND_IN, Reference, claim, claim_row, paper_gain_text,
+                            paper_row, precision_words, published, published_gain, reference_dataset)
 from .runs import Scaled, budget_schedule
 from .sampling import Augment, ImageBank, identity_batches
 from .train import run_epochs, sgd_steps
@@ -624,7 +624,7 @@ CALR_REFERENCE = {  # setting -> the released code's value (Market-1501) and sou
                             "(-p pivot_rule last_above_mean)"),
     "refine_schedule": Reference("constant", "§5.5.3 [CODE]"), "cam_epochs": Reference(3, "§5.5.6 [CODE]"),
     "lambda_cam": Reference(1.0, "§5.5.6 [CODE]"), "grl_lambda": Reference(1.0, "§5.1 [CODE]"),
-    "weight_warmup": Reference(5, "§5.5.5 [CODE]"),
+    "weight_warmup": Reference(5, "§5.5.5 [CODE]"), "precision": PRECISION,
     "cam_loss_double_softmax": Reference(True, "§5.5.6 [CODE]", "a plain cross-entropy is the spec's default "
                                          "[PROPOSED]; the code's double softmax: -p cam_loss_double_softmax true"),
     "test feature": Reference("BN-neck output, L2-normalised, cosine", "§5.1 [CODE]"),
@@ -649,7 +649,8 @@ def calr_settings(cfg: CALRConfig,  # the run's configuration
     """The run's settings under the names of `CALR_REFERENCE`."""
     return {**asdict(cfg), "start": start, "input": f"{cfg.height}x{cfg.width}",
             "test feature": "BN-neck output, L2-normalised, cosine", "model kept": "the last epoch",
-            "batch-norm statistics": f"the whole batch ({gpus} process{'es' if gpus > 1 else ''})"}
+            "batch-norm statistics": f"the whole batch ({gpus} process{'es' if gpus > 1 else ''})",
+            "precision": precision_words(cfg.amp)}
 
 # %% ../nbs/62_calr.ipynb #f7241d43
 MARKET1501_TRAIN, MARKET1501_CAMERAS = 12_936, 6  # Market-1501's training split (DATA.md)

@@ -59,7 +59,7 @@ def method_settings(method: str,  # 'uga', 'stgal' or 'calr'
     net, own = net_settings(profile), dict(METHOD_SETTINGS[method][profile])
     if method != "calr": return {**net, **own}
     extra = _calr_paper(dataset) if profile == "paper" else {}
-    return dict(arch=net["arch"], height=net["height"], width=net["width"]) | own | extra
+    return dict(arch=net["arch"], height=net["height"], width=net["width"], amp=net["amp"]) | own | extra
 
 # %% ../nbs/76_profiles.ipynb #6b564d7b
 TRAIN_BUDGETS = {"default": CEILING_BUDGETS["default"].images}  # training images of every method; other profiles: none

@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core import (BadInputError, atomic_torch_save, atomic_write_text, config_hash, results_root,
-                          writable_folder)
+from .core import (BadInputError, atomic_torch_save, atomic_write_text, config_hash, profile_amp,
+                          results_root, writable_folder)
 from .params import _declared, _params_of, check_parameters, find_notebook, notebook_parameters
 
 # %% ../nbs/78_sets.ipynb #679baafb
@@ -34,10 +34,12 @@ def _slug(value) -> str:
 
 def set_key(params: dict  # every effective parameter of a run
            ) -> str:
-    """The name of a run's result set: dataset, world, profile, seed and a hash of every parameter."""
+    """The name of a run's result set: dataset, world, profile, seed and a hash of every parameter, and of the
+    precision the profile trains in on this machine when it is not fp32 (`reid_nb.core.profile_amp`)."""
     parts = [s for s in (_slug(params[k]) for k in KEY_FIELDS if k in params) if s]
     if "seed" in params: parts.append(f"s{params['seed']}")
-    return "-".join(parts + [config_hash(params, 8)])
+    amp = profile_amp(params.get("profile", ""))
+    return "-".join(parts + [config_hash(params | ({"amp": amp} if amp else {}), 8)])
 
 def effective_parameters(path: Path | str,  # the notebook
                          params: dict,  # given values, already checked

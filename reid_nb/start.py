@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import (BadInputError, atomic_torch_save, atomic_write_text, check_folder, config_hash, data_root,
-                          read_cache, writable_folder)
+                          profile_amp, read_cache, writable_folder)
 from .data import dataset_fingerprint
 from .distributed import run_stage, shard
 from .evaluation import evaluate_features
@@ -61,9 +61,10 @@ class Budget:
 
 def net_settings(profile: str  # 'smoke', 'default' or 'paper'
                 ) -> dict:
-    """The network of a profile (a copy: callers may change it)."""
+    """The network of a profile (a copy: callers may change it), with the precision it trains in on this machine
+    (`reid_nb.core.profile_amp`: part of every start's and ceiling's key)."""
     if profile not in NETS: raise BadInputError(f"profile={profile!r}: expected one of {', '.join(NETS)}")
-    return dict(NETS[profile])
+    return dict(NETS[profile], amp=profile_amp(profile))
 
 # %% ../nbs/75_start.ipynb #e6bc3745
 def _as_setting(where: str, old, v):
@@ -149,12 +150,13 @@ def train_supervised(backbone: nn.Module,  # the network to train (changed in pl
     def step(idx):
         f = backbone(bank.batch(idx, state["aug"], device))
         yy = torch.as_tensor(y[idx], device=device)
-        return supervised_loss(f, state["head"](f), yy)
+        with torch.autocast(torch.device(device).type, enabled=False):  # the losses in float32 under bf16 autocast
+            return supervised_loss(f.float(), state["head"](f.float()), yy)
     def epoch_fn(epoch, st):
         backbone.train()
         st["head"].train()
         batches = identity_batches(y, cams, budget.batch, budget.instances, st["rng"], n_batches=budget.iters)
-        return sgd_steps(budget.iters, batches, step, st["opt"], st["sched"], desc)
+        return sgd_steps(budget.iters, batches, step, st["opt"], st["sched"], desc, net.get("amp"))
     config = dict(budget=asdict(budget), net=net, n=len(y), classes=n_classes, seed=seed)
     history = run_epochs(budget.epochs, epoch_fn, state, ckpt_path, desc, config)
     backbone.eval()

@@ -43,7 +43,7 @@ from .data import synth_concat_frames
 from .distributed import run_stage, shard
 from .evaluation import evaluate
 from .features import extract_features, pairwise_distance
-from .report import Reference
+from .report import PRECISION, Reference, precision_words
 from .runs import Cost, checkpoint, staged
 from .runs import Scaled, budget_schedule
 from .sampling import Augment
@@ -53,7 +53,7 @@ from .train import run_epochs, sgd_steps
 # %% ../nbs/61_stgal.ipynb #0b4ab675
 _CHOICES = dict(sigma_mode=("quantile", "max"), neg_def=("union", "frame", "group"), pt_norm=("source", "pair"),
                 ibbs_scope=("camera_pair", "global"), neg_select=("prob", "topk"),
-                neg_median_over=("all", "cross_camera"))
+                neg_median_over=("all", "cross_camera"), amp=(None, "bf16", "fp16"))
 
 @dataclass(frozen=True)
 class STGALConfig:
@@ -73,6 +73,7 @@ class STGALConfig:
     iters_stage1: int = 30001  # stage-1 iterations
     iters_stage2: int = 30000  # stage-2 iterations
     chunks: int = 30  # checkpointed chunks each stage's iterations are cut into
+    amp: str | None = None  # mixed precision of the training steps: None (fp32), 'bf16' or 'fp16' (reid_nb.train)
     # algorithm (§4.4, §4.6)
     alpha: float = 0.01  # P_v = exp(-alpha * D); tuned for squared distances on raw features [SEED, CODE]
     squared: bool = True  # D is the squared Euclidean distance (code) or the plain one (paper eq. 1)
@@ -760,7 +761,7 @@ def train_triplet(model: torch.nn.Module,  # backbone, trained in place
     def chunk(e, st):
         model.train()
         return sgd_steps(min(per, n_iters - e * per), batches(st["rng"]), lambda b: step(model, st["aug"], b),
-                         st["opt"], desc=desc)
+                         st["opt"], desc=desc, amp=cfg.amp)
     return run_epochs(math.ceil(n_iters / per), chunk, state, ckpt, desc, config)
 
 # %% ../nbs/61_stgal.ipynb #38ca20a6
@@ -1010,9 +1011,10 @@ def profile_config(settings: dict,  # the profile's settings (`profiles.check_se
                    alpha: float = -1.0,  # the scale of P_v; -1: 0.01 (the small net calibrates its own, `alpha_c`)
                    **algorithm,  # any other algorithmic field (sigma_mode, ibbs_scope, neg_select, ...)
                   ) -> STGALConfig:
-    """One STGALConfig for a run: the profile's network and schedule, the PDF variant and the algorithm's choices."""
+    """One STGALConfig for a run: the profile's network, precision (absent: fp32) and schedule, the PDF variant and
+    the algorithm's choices."""
     return stgal_config(fps, **pt_variant(variant, dataset == "dukemtmc"), alpha=alpha if alpha > 0 else 0.01,
-                        **algorithm, **{k: settings[k] for k in SCOPES})
+                        amp=settings.get("amp"), **algorithm, **{k: settings[k] for k in SCOPES})
 
 # %% ../nbs/61_stgal.ipynb #1883860f
 OPTIMISER = "SGD, momentum 0.9, weight decay 1e-4, constant lr"
@@ -1036,7 +1038,7 @@ def stgal_reference(dataset: str,  # the dataset's name
             "delta_max": R(1_000_001, "§4.8 [CODE]"), "pt_smoothing_sigma_bins": R(0.0, "§4.8 [CODE]: none"),
             "ibbs_k": R(1, "§4.8 [CODE]"), "ibbs_max_iter": R(10, "§4.8 [CODE]"), "neg_per_bbp": R(100, "§4.8 [CODE]"),
             "co-occurrence gap P (frames)": R(120 if dataset == "dukemtmc" else 100, "§4.8 [CODE]"),
-            "test ranking": R(TEST_RANKING, "§4.6 [CODE, SEED]"),
+            "test ranking": R(TEST_RANKING, "§4.6 [CODE, SEED]"), "precision": PRECISION,
             "model kept": R("best test rank-1 every 1,000 iterations", "§4.3 [CODE]",
                             "we keep the final iterate: the code's choice selects on the test set")}
 
@@ -1049,7 +1051,7 @@ def our_settings(cfg: STGALConfig,  # the run's configuration
     alpha = cfg.alpha if alpha_c is None else f"{alpha_c} / median D² of same-time negatives"
     return {**asdict(cfg), "start": start, "input": f"{cfg.height}x{cfg.width}", "optimiser": OPTIMISER,
             "co-occurrence gap P (frames)": period, "alpha": alpha, "test ranking": TEST_RANKING,
-            "model kept": "the final iterate"}
+            "model kept": "the final iterate", "precision": precision_words(cfg.amp)}
 
 # %% ../nbs/61_stgal.ipynb #20c5a2c4
 def stgal_budget(S: dict,  # the profile's settings (`reid_nb.profiles.check_settings('stgal', ...)`)

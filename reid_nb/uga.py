@@ -28,7 +28,8 @@ from .evaluation import evaluate_features
 from .features import extract_features, label_centroids
 from .runs import Scaled, budget_schedule
 from .sampling import Augment, camera_balanced_batches
-from .report import STAND_IN, Reference, claim, claim_row, paper_gain_text, paper_row, published
+from .report import (PRECISION, STAND_IN, Reference, claim, claim_row, paper_gain_text, paper_row,
+                            precision_words, published)
 from .sstt import TrackletLabels, collision_stats, pick_mode, tracklet_labels
 from .train import run_epochs, sgd_steps
 
@@ -445,7 +446,7 @@ UGA_REFERENCE = {  # setting -> the spec's value and source (`reid_nb.report.set
     "flip": Reference(0.5, _P), "erase": Reference(0.5, _P),
     "stage2_epochs": Reference(30, _S2), "stage2_decay_at": Reference(20, _S2), "stage2_lr_scale": Reference(0.1, _S2),
     "k": Reference(3, _S2), "lam": Reference(0.5, _S2), "eta": Reference(0.5, _S2), "tau": Reference(0.05, _S2),
-    "mu": Reference(1.0, _S2),
+    "mu": Reference(1.0, _S2), "precision": PRECISION,
     "feature": Reference("pooled", "§3.1, §3.4 [PROPOSED]", "the seed: the per-camera BN 'restrains negative pairs'; "
                          "both features are trained and reported, camera_bn as the main row (-p feature pooled)"),
 }
@@ -458,13 +459,14 @@ def uga_config(S: dict,  # the profile's network and schedule (`reid_nb.profiles
         raise BadInputError(f"feature={algorithm['feature']!r}: expected one of {FEATURES}")
     keep = ("arch", "height", "width", "lr", "pad", "stage1_epochs", "stage1_decay_at", "stage2_epochs",
             "stage2_decay_at", "iters_per_epoch")
-    return UGAConfig(**{n: S[n] for n in keep}, head_lr=10 * S["lr"], **algorithm)
+    return UGAConfig(**{n: S[n] for n in keep}, head_lr=10 * S["lr"], amp=S.get("amp"), **algorithm)
 
 def uga_settings(cfg: UGAConfig,  # the run's configuration
                  start: str,  # the starting point in words (`reid_nb.report.start_setting`)
                 ) -> dict:
     """The run's settings under the names of `UGA_REFERENCE`."""
-    return {**asdict(cfg), "start": start, "input": f"{cfg.height}x{cfg.width}", "optimiser": "SGD"}
+    return {**asdict(cfg), "start": start, "input": f"{cfg.height}x{cfg.width}", "optimiser": "SGD",
+            "precision": precision_words(cfg.amp)}
 
 # %% ../nbs/60_uga.ipynb #d4b1b48b
 UGA_SCHEDULE = ("stage1_epochs", "stage1_decay_at", "stage2_epochs", "stage2_decay_at")  # the counts a budget scales

@@ -876,3 +876,26 @@ def test_the_budget_sweep_adds_the_first_seeds_runs_and_compare_reads_them_by_th
     assert named == [{"uga": {"0": str(main_set)}}] and len(list((res / "uga").iterdir())) == 4
     half, = rs.chosen_sets("uga", [0], {}, rs.sweep_params(0.5), profile="smoke", dataset="synth", world="").values()
     assert half[1] is None and scale(half[0]) == 0.5
+
+
+def test_a_set_trained_in_bf16_never_shares_a_key_with_an_fp32_one(monkeypatch):
+    """The precision the profile trains in on this machine is part of the key (fp32 keys are those of before)."""
+    from reid_nb import core
+    p = {"dataset": "synth", "profile": "default", "seed": 0}
+    monkeypatch.setattr(core, "cpu_bf16", lambda: False)
+    fp32, smoke = rs.set_key(p), rs.set_key(p | {"profile": "smoke"})
+    assert fp32 == "synth-default-s0-" + rs.config_hash(p, 8)
+    monkeypatch.setattr(core, "cpu_bf16", lambda: True)
+    assert rs.set_key(p) != fp32 and rs.set_key(p | {"profile": "smoke"}) == smoke
+    monkeypatch.setenv(core.CPU_BF16_ENV, "0")
+    assert rs.set_key(p) == fp32
+
+
+def test_the_longest_runs_of_a_phase_go_first():
+    """Notebook weight x budget scale, largest first; equal ones keep their order (seed 0 before seed 1)."""
+    runs = [(Path(f"{nb}.ipynb"), {"seed": s, "budget_scale": x}) for x in (1.0, 2.0) for nb in ("uga", "stgal", "calr")
+            for s in (0, 1)]
+    order = [(p.stem, v["budget_scale"], v["seed"]) for p, v in rp._longest_first(runs)]
+    expect = [(nb, x, s) for nb, x in (("calr", 2.0), ("stgal", 2.0), ("calr", 1.0), ("uga", 2.0), ("stgal", 1.0),
+                                       ("uga", 1.0)) for s in (0, 1)]
+    assert order == expect

@@ -68,7 +68,8 @@ def test_one_weight_file_loads_at_either_last_stride():
 
 
 def test_every_cpu_profile_shares_one_network():
-    assert net_settings("smoke") == net_settings("default")
+    smoke, default = net_settings("smoke"), net_settings("default")
+    assert smoke.pop("amp") is None and default.pop("amp") in (None, "bf16") and smoke == default
     assert net_settings("paper")["arch"] == "resnet50"
     with pytest.raises(BadInputError, match="profile='fast'"):
         net_settings("fast")
@@ -157,3 +158,34 @@ def test_a_start_is_keyed_by_its_source_worlds_configuration(monkeypatch):
     key = start._start_key("smoke", net, budget)
     monkeypatch.setitem(synth.PRESETS, "tiny", {**synth.PRESETS["tiny"], "n_train_ids": 13})
     assert start._start_key("smoke", net, budget) != key
+
+
+def test_the_precision_is_the_profiles_on_this_cpu_and_keys_the_start(monkeypatch):
+    """bf16 autocast only for the default profile on a CPU with bf16 instructions (REID_NB_CPU_BF16=0 keeps fp32); a
+    start trained in the other arithmetic is another file."""
+    from reid_nb import core
+    for has in (True, False):
+        monkeypatch.setattr(core, "cpu_bf16", lambda has=has: has)
+        assert net_settings("default")["amp"] == ("bf16" if has else None) and net_settings("smoke")["amp"] is None
+    monkeypatch.setattr(core, "cpu_bf16", lambda: True)
+    key = lambda: start._start_key("default", net_settings("default"), start.START_BUDGETS["default"])
+    bf16 = key()
+    monkeypatch.setenv(core.CPU_BF16_ENV, "0")
+    assert net_settings("default")["amp"] is None and key() != bf16
+
+
+def test_a_bf16_step_computes_the_fp32_loss_to_bf16_precision():
+    """The supervised recipe under bf16 autocast: its first loss is the fp32 one within bf16's rounding, and finite."""
+    from reid_nb.sampling import ImageBank
+    g = torch.Generator().manual_seed(0)
+    pids, cams = np.repeat(np.arange(1, 5), 8), np.tile([0, 1], 16)
+    colours = torch.tensor([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]])
+    img = (colours[pids - 1][:, :, None, None] + torch.randint(-20, 20, (32, 3, 16, 8), generator=g)).clamp(0, 255)
+    bank, budget = ImageBank(img.to(torch.uint8)), Budget(epochs=1, iters=1, batch=16, lr=1e-3)
+    loss = {}
+    for amp in (None, "bf16"):
+        torch.manual_seed(0)
+        net = build_backbone("small", widths=(8, 16), depth=1)
+        hist = start.train_supervised(net, bank, pids, cams, budget, dict(pad=1, amp=amp), "cpu", 0)
+        loss[amp] = hist[0]["loss"]
+    assert math.isfinite(loss["bf16"]) and loss["bf16"] == pytest.approx(loss[None], rel=0.03)
