@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import asdict
@@ -34,7 +35,10 @@ from .synth import (PRESETS, ROLES, SINGLE, SPEED_SIGMA, SYNTH_PRESET, TEST, TRA
 _WORKER = {}
 
 def _init_worker(world, root):
-    """Hand the world to a rendering process."""
+    """Hand the world to a rendering process. It leaves stopping to its parent: a forked worker would otherwise keep
+    the parent's SIGTERM handler (`reid_nb.runner.interruptible`) and print a traceback when the pool ends."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER.update(world=world, root=root)
 
 def _render_rows(rows: list) -> int:
